@@ -1,7 +1,7 @@
 """`vidssl` command line: one sub-command per module, chosen by name from a plain dict.
 
-Each command module exposes ``add_arguments(parser)`` and ``run(args) -> int``. Modules are
-imported lazily so that ``vidssl scan`` does not pay for importing the training stack.
+Each command module exposes ``add_arguments(parser)`` and ``run(args) -> int``. Only the module
+of the command being run is imported, so ``vidssl scan`` does not pay for the training stack.
 """
 
 from __future__ import annotations
@@ -19,31 +19,35 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("vidssl.app.prepare", "decode videos once into fast frame storage"),
     "synth": ("vidssl.app.synth", "write the built-in synthetic dataset as video files"),
     "pretrain": ("vidssl.app.pretrain", "self-supervised pretraining"),
-    "demo": ("vidssl.app.demo", "the main job on the built-in synthetic set: pretrain, evaluate, report"),
+    "report": ("vidssl.app.report", "write report.html for a run directory"),
+    "demo": (
+        "vidssl.app.demo",
+        "the main job on the built-in synthetic set: pretrain, evaluate, report",
+    ),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vidssl", description=__doc__.splitlines()[0])
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; only ``command``'s module is imported to add its arguments."""
+    parser = argparse.ArgumentParser(
+        prog="vidssl", description="vidssl: self-supervised video representation learning."
+    )
     parser.add_argument("--version", action="version", version=f"vidssl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module_name)
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue  # command not built yet in this checkout
-        module.add_arguments(p)
+        if name == command:
+            importlib.import_module(module_name).add_arguments(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI. ``argv`` excludes the program name; tests call ``main([...])``."""
-    parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in args_list if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
+    args = parser.parse_args(args_list)
     module = importlib.import_module(args._module)
     return int(module.run(args) or 0)
 

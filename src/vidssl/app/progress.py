@@ -1,0 +1,75 @@
+"""Shared CLI helpers: tqdm progress bars and ``--shard K/N`` work splitting."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+
+
+def progress(
+    iterable: Iterable[T] | None = None,
+    total: int | None = None,
+    desc: str = "",
+    unit: str = "it",
+    disable: bool = False,
+    **kwargs: Any,
+) -> tqdm:
+    """A tqdm bar on stderr showing count, rate (``unit``/s) and time left."""
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        disable=disable,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        smoothing=0.1,
+        **kwargs,
+    )
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` (1-based K, 1 <= K <= N) -> ``(K - 1, N)``; argparse ``type=`` function.
+
+    >>> parse_shard("2/4")
+    (1, 4)
+    """
+    parts = text.split("/")
+    try:
+        k, n = (int(p) for p in parts)
+        if len(parts) != 2 or not 1 <= k <= n:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--shard must be K/N with 1 <= K <= N (e.g. 2/4), got {text!r}"
+        ) from None
+    return k - 1, n
+
+
+def shard_items(items: Sequence[T], k: int, n: int) -> list[T]:
+    """The ``k``-th (0-based) of ``n`` interleaved slices: ``items[k::n]``.
+
+    The slices of ``k = 0 .. n-1`` partition ``items``; sort ``items`` first so that every
+    machine computes the same split.
+    """
+    if not 0 <= k < n:
+        raise ValueError(f"shard index {k} not in [0, {n})")
+    return list(items[k::n])
+
+
+def add_shard_argument(parser: argparse.ArgumentParser) -> None:
+    """``--shard K/N`` with the shared parsing and help text."""
+    parser.add_argument(
+        "--shard",
+        type=parse_shard,
+        default=(0, 1),
+        metavar="K/N",
+        help="process only the K-th (1-based) of N deterministic slices of the sorted file "
+        "list, e.g. run 1/4 .. 4/4 on four machines (default: everything)",
+    )

@@ -1,0 +1,1 @@
+"""Video data: decoding, prepared frame storage, dataset layouts, samplers, transforms, recipes."""

@@ -1,0 +1,18 @@
+"""Pre-training methods; ``METHODS`` maps a config name to its class."""
+
+from vidssl.methods.base import Method
+from vidssl.methods.byol import BYOL
+from vidssl.methods.cvrl import CVRL
+from vidssl.methods.moco import MoCo
+from vidssl.methods.simclr import SimCLR
+from vidssl.methods.simsiam import SimSiam
+
+METHODS: dict[str, type[Method]] = {
+    "simclr": SimCLR,
+    "moco": MoCo,
+    "byol": BYOL,
+    "simsiam": SimSiam,
+    "cvrl": CVRL,
+}
+
+__all__ = ["BYOL", "CVRL", "METHODS", "Method", "MoCo", "SimCLR", "SimSiam"]

@@ -1,0 +1,100 @@
+"""Thin ``Method`` base plus the two helpers momentum methods share.
+
+A method owns the backbone and its pre-training heads and turns a collated batch into a loss.
+The engine builds ``METHODS[name](backbone, **kwargs)``, the dataset recipe
+``RECIPES[method.recipe](..., **method.recipe_overrides)``, calls ``training_step`` (or
+``forward``, the same thing, so a ``DistributedDataParallel`` wrapper works) and, after every
+optimiser step, ``on_after_optimizer_step(progress)`` with progress in [0, 1].
+The pre-trained backbone is ``method.backbone`` (state-dict prefix ``backbone.``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+
+class Method(nn.Module):
+    """Base of every pre-training method (see docs/architecture.md, "Method contract")."""
+
+    recipe: ClassVar[str] = "two_clips"
+    recipe_overrides: ClassVar[dict[str, Any]] = {}
+    default_backbone: ClassVar[str | None] = None  # the paper's backbone, when it names one
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        feature_dim = getattr(backbone, "feature_dim", None)
+        if not isinstance(feature_dim, int) or not hasattr(backbone, "forward_features"):
+            raise TypeError(
+                f"{type(self).__name__}: backbone {type(backbone).__name__} must have an int "
+                "'feature_dim' and 'forward_features' (Backbone contract)"
+            )
+        self.backbone = backbone
+        self.feature_dim: int = feature_dim
+
+    def training_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """batch -> {"loss": scalar with grad, other scalar logs (detached)}."""
+        raise NotImplementedError
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        return self.training_step(batch)
+
+    def on_after_optimizer_step(self, progress: float) -> None:
+        """Hook for momentum updates; ``progress`` = finished steps / total steps."""
+        check_progress(progress)
+
+    def two_views(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        """The two ``(N, C, T, H, W)`` views of ``batch["views"]``, validated."""
+        name = type(self).__name__
+        if "views" not in batch:
+            raise KeyError(
+                f"{name}: batch has no 'views' (keys: {sorted(batch)}); use a two-view recipe"
+            )
+        views = batch["views"]
+        if not isinstance(views, list | tuple) or len(views) != 2:
+            count = len(views) if isinstance(views, list | tuple) else type(views).__name__
+            raise ValueError(f"{name}: batch['views'] must be a list of 2 tensors, got {count}")
+        v1, v2 = views
+        if v1.ndim != 5 or v1.shape != v2.shape:
+            raise ValueError(
+                f"{name}: batch['views'] must hold two (N, C, T, H, W) tensors of one shape, "
+                f"got {tuple(v1.shape)} and {tuple(v2.shape)}"
+            )
+        return v1, v2
+
+
+def check_progress(progress: float) -> None:
+    if not 0.0 <= progress <= 1.0:
+        raise ValueError(f"on_after_optimizer_step: progress must be in [0, 1], got {progress}")
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` with ``requires_grad=False`` (a momentum / target network)."""
+    target = copy.deepcopy(module)
+    for p in target.parameters():
+        p.requires_grad_(False)
+    return target
+
+
+@torch.no_grad()
+def ema_update_(target: nn.Module, online: nn.Module, momentum: float) -> None:
+    """xi <- m * xi + (1 - m) * theta for every parameter (CSTP eq. 2; MoCo eq. 2; BYOL eq. 1).
+
+    Buffers (BN running statistics) are left alone: the target keeps its own, as in MoCo.
+    """
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"momentum must be in [0, 1], got {momentum}")
+    for xi, theta in zip(target.parameters(), online.parameters(), strict=True):
+        xi.mul_(momentum).add_(theta.detach(), alpha=1.0 - momentum)
+
+
+def cosine_momentum(base: float, final: float, progress: float) -> float:
+    """BYOL's schedule (Grill et al. 2020, Sec. 3.2): tau = final - (final - base) * (cos(pi p) + 1) / 2.
+
+    ``base`` at progress 0, ``final`` at progress 1.
+    """
+    return final - (final - base) * (math.cos(math.pi * progress) + 1.0) / 2.0

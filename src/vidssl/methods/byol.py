@@ -1,0 +1,76 @@
+"""BYOL (Grill et al. 2020) on video clips, CSTP's best contrastive scheme (Table 3, eq. 3).
+
+An online network (backbone, projector, predictor) predicts a momentum target network's
+projection of the other view; no negatives. The loss is BYOL's normalised regression
+2 - 2 cos(q, z'), symmetrised by swapping the views and summed (BYOL's L + L~, range [0, 8]).
+The target follows xi <- tau xi + (1 - tau) theta after every optimiser step, with tau rising
+from ``base_momentum`` to ``final_momentum`` on BYOL's cosine schedule (Sec. 3.2).
+
+Defaults: base tau 0.998 (CSTP appendix, "following BYOL"; BYOL's ImageNet value is 0.996);
+projector n -> 4096 -> 128 (CSTP appendix; BYOL uses a 256-d output); predictor
+128 -> 4096 -> 128 (BYOL's hidden width). BN + ReLU in every hidden layer, as BYOL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vidssl.losses import byol_regression, symmetrised
+from vidssl.methods.base import Method, check_progress, cosine_momentum, ema_update_, frozen_copy
+from vidssl.models.heads import PredictorHead, ProjectionHead
+
+
+class BYOL(Method):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        *,
+        base_momentum: float = 0.998,
+        final_momentum: float = 1.0,
+        hidden_dim: int = 4096,
+        out_dim: int = 128,
+        predictor_hidden_dim: int = 4096,
+    ) -> None:
+        super().__init__(backbone)
+        if not 0.0 <= base_momentum <= final_momentum <= 1.0:
+            raise ValueError(
+                "BYOL: need 0 <= base_momentum <= final_momentum <= 1, got "
+                f"{base_momentum}, {final_momentum}"
+            )
+        self.base_momentum = base_momentum
+        self.final_momentum = final_momentum
+        self.momentum = base_momentum  # current tau, set from progress after each step
+        self.projector = ProjectionHead(self.feature_dim, hidden_dim, out_dim, batch_norm=True)
+        self.predictor = PredictorHead(out_dim, predictor_hidden_dim)
+        self.target_backbone = frozen_copy(backbone)
+        self.target_projector = frozen_copy(self.projector)
+
+    def predict(self, x: Tensor) -> Tensor:
+        """Online branch. x: (N, C, T, H, W) -> q: (N, D)."""
+        return self.predictor(self.projector(self.backbone.forward_features(x)))
+
+    @torch.no_grad()
+    def target(self, x: Tensor) -> Tensor:
+        """Target branch, no grad. x: (N, C, T, H, W) -> z': (N, D)."""
+        return self.target_projector(self.target_backbone.forward_features(x))
+
+    def training_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        v1, v2 = self.two_views(batch)
+        q1, q2 = self.predict(v1), self.predict(v2)  # (N, D) each
+        t1, t2 = self.target(v1), self.target(v2)  # (N, D) each
+        loss = 2 * symmetrised(byol_regression, q1, q2, t1, t2)  # L + L~
+        with torch.no_grad():
+            pos_sim = 0.5 * (
+                F.cosine_similarity(q1, t2).mean() + F.cosine_similarity(q2, t1).mean()
+            )
+        return {"loss": loss, "pos_sim": pos_sim, "momentum": loss.new_tensor(self.momentum)}
+
+    def on_after_optimizer_step(self, progress: float) -> None:
+        check_progress(progress)
+        self.momentum = cosine_momentum(self.base_momentum, self.final_momentum, progress)
+        ema_update_(self.target_backbone, self.backbone, self.momentum)
+        ema_update_(self.target_projector, self.projector, self.momentum)
