@@ -1,0 +1,275 @@
+"""``VideoDataset``: an index of videos + a clip recipe, with corrupt-file skipping.
+
+Item ``i`` of epoch ``e`` is built with ``np.random.default_rng([seed, e, i, attempt])``, so a
+sample is deterministic given ``(seed, epoch, index)`` whatever the worker layout. Files are
+opened lazily in ``__getitem__`` and closed before it returns, so the dataset pickles into
+``DataLoader`` workers and never holds file descriptors between items.
+
+Unreadable videos. When opening or reading a file raises ``VideoDecodeError``, the file is
+logged (``logging`` warning, once per file per process), counted, and a replacement item is
+drawn deterministically from ``(seed, epoch, i)``: a fixed random order over the other items.
+The sample carries ``"skipped"``: the number of files replaced to make it. After
+``max_retries`` consecutive failures (or when every item has been tried) a ``RuntimeError``
+names the files that failed, so a fully unreadable folder fails fast instead of hanging.
+
+``DATASETS`` builds a dataset's index (and opener) by name for the engine:
+``index, opener = DATASETS[name](root=..., subset=..., **kwargs)``. Every builder takes the
+data folder as ``root`` (ignored by the in-memory synthetic set when empty) and the
+train/test part as ``subset``; the rest are dataset-specific keywords.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from vidssl.data.layouts import DatasetIndex, class_folders, hmdb51, kinetics, ucf101, unlabelled
+from vidssl.data.recipes import ClipRecipe
+
+if TYPE_CHECKING:  # sources imports PyAV; it is imported lazily at run time
+    from vidssl.data.sources import VideoSource
+
+log = logging.getLogger(__name__)
+
+Opener = Callable[[str], "VideoSource"]
+
+
+def default_opener(path: str) -> VideoSource:
+    """``vidssl.data.sources.open_video`` (imported lazily: PyAV is heavy)."""
+    from vidssl.data.sources import open_video
+
+    return open_video(path)
+
+
+def _decode_error_type() -> type[Exception]:
+    from vidssl.data.video import VideoDecodeError
+
+    return VideoDecodeError
+
+
+class VideoDataset(Dataset):
+    """``len(index)`` samples; sample ``i`` is ``recipe(open(index.items[i].path), rng)``.
+
+    Args:
+        index: the videos and labels.
+        recipe: turns an opened video and a generator into a sample dict.
+        seed: base seed (>= 0).
+        opener: ``path -> VideoSource``; default ``vidssl.data.sources.open_video``. Must be
+            picklable (a module-level function or a picklable object) for worker processes.
+        max_retries: consecutive unreadable files tolerated for one sample before giving up.
+
+    Each sample also holds ``"label"``, ``"index"`` (the requested index), every key of the
+    used item's ``extra`` and ``"skipped"``.
+    """
+
+    def __init__(
+        self,
+        index: DatasetIndex,
+        recipe: ClipRecipe,
+        seed: int = 0,
+        opener: Opener | None = None,
+        max_retries: int = 20,
+    ) -> None:
+        if seed < 0:
+            raise ValueError(f"seed={seed}: must be >= 0")
+        if max_retries < 0:
+            raise ValueError(f"max_retries={max_retries}: must be >= 0")
+        if len(index.items) == 0:
+            raise ValueError("VideoDataset: the dataset index is empty")
+        self.index = index
+        self.recipe = recipe
+        self.seed = int(seed)
+        self.opener = opener
+        self.max_retries = int(max_retries)
+        self.epoch = 0
+        self.skipped_count = 0  # replacements made in this process
+        self.failed_files: set[str] = set()  # files that failed in this process (logged once)
+
+    def __len__(self) -> int:
+        return len(self.index.items)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.index.classes
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose random draws ``__getitem__`` makes."""
+        if epoch < 0:
+            raise ValueError(f"epoch={epoch}: must be >= 0")
+        self.epoch = int(epoch)
+
+    def _open(self, path: str) -> VideoSource:
+        return (self.opener or default_opener)(path)
+
+    def _load(self, j: int, rng: np.random.Generator) -> dict[str, Any]:
+        source = self._open(self.index.items[j].path)
+        try:
+            return self.recipe(source, rng)
+        finally:
+            source.close()
+
+    def _candidates(self, i: int) -> list[int]:
+        """``i`` then up to ``max_retries`` replacements, in a fixed order per (seed, epoch, i)."""
+        n = len(self.index.items)
+        order = np.random.default_rng([self.seed, self.epoch, i, 1]).permutation(n)
+        others = [int(j) for j in order if j != i][: self.max_retries]
+        return [i, *others]
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        n = len(self.index.items)
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for a dataset of {n} videos")
+        i = int(i) % n
+        decode_error = _decode_error_type()
+        errors: list[str] = []
+        for attempt, j in enumerate(self._candidates(i)):
+            rng = np.random.default_rng([self.seed, self.epoch, i, attempt])
+            try:
+                sample = self._load(j, rng)
+            except decode_error as exc:
+                self._record_failure(self.index.items[j].path, exc)
+                errors.append(str(exc))
+                continue
+            item = self.index.items[j]
+            sample.update(item.extra)
+            sample["label"] = item.label
+            sample["index"] = i
+            sample["skipped"] = attempt
+            return sample
+        shown = "\n  ".join(errors[:5]) + ("\n  ..." if len(errors) > 5 else "")
+        raise RuntimeError(
+            f"VideoDataset: {len(errors)} consecutive unreadable videos while building sample {i} "
+            f"(epoch {self.epoch}); is the dataset readable? Errors:\n  {shown}"
+        )
+
+    def _record_failure(self, path: str, exc: BaseException) -> None:
+        self.skipped_count += 1
+        if path not in self.failed_files:
+            self.failed_files.add(path)
+            log.warning("skipping unreadable video (replaced by another item): %s", exc)
+
+
+# --- datasets by name ---------------------------------------------------------------------------
+
+
+class BuiltDataset(NamedTuple):
+    """What a ``DATASETS`` builder returns; ``opener`` None means ``default_opener``."""
+
+    index: DatasetIndex
+    opener: Opener | None
+
+
+def build_synthetic(
+    root: str | Path | None = None,
+    subset: str = "train",
+    num_videos: int = 256,
+    frames: int = 16,
+    size: int = 64,
+    num_motions: int = 8,
+    num_appearances: int = 4,
+    test_fraction: float = 0.25,
+    seed: int = 0,
+) -> BuiltDataset:
+    """The built-in synthetic set: in memory, or read from ``root`` written by ``vidssl synth``.
+
+    Defaults match the CPU training defaults (64 px frames for the 64 px crops).
+    """
+    from vidssl.data.synthetic import (
+        SyntheticConfig,
+        SyntheticOpener,
+        load_synthetic,
+        synthetic_index,
+    )
+
+    if root:
+        return BuiltDataset(load_synthetic(root, subset), None)
+    cfg = SyntheticConfig(
+        num_videos=num_videos,
+        frames=frames,
+        size=size,
+        num_motions=num_motions,
+        num_appearances=num_appearances,
+        test_fraction=test_fraction,
+        seed=seed,
+    )
+    return BuiltDataset(synthetic_index(cfg, subset), SyntheticOpener(cfg))
+
+
+def _sub(root: str | Path, subset: str | None) -> Path:
+    root = Path(root)
+    return root / subset if subset and (root / subset).is_dir() else root
+
+
+def build_folder(root: str | Path, subset: str | None = None) -> BuiltDataset:
+    """Class folders under ``root/subset`` when that folder exists, else under ``root``."""
+    return BuiltDataset(class_folders(_sub(root, subset)), None)
+
+
+def build_unlabelled(root: str | Path, subset: str | None = None) -> BuiltDataset:
+    """Every video under ``root/subset`` (when it exists) or ``root``, recursively, label -1."""
+    return BuiltDataset(unlabelled(_sub(root, subset)), None)
+
+
+def _find_dir(root: Path, given: str | Path | None, name: str, field: str) -> Path:
+    if given:
+        return Path(given)
+    for candidate in (root / name, root.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"{field} not given and no {name}/ in {root} or {root.parent}")
+
+
+def build_ucf101(
+    root: str | Path, subset: str = "train", split: int = 1, splits_dir: str | Path | None = None
+) -> BuiltDataset:
+    """UCF101 videos under ``root``; lists in ``splits_dir`` (default: ``ucfTrainTestlist/``
+    inside or next to ``root``)."""
+    lists = _find_dir(Path(root), splits_dir, "ucfTrainTestlist", "splits_dir")
+    return BuiltDataset(ucf101(root, lists, split, subset), None)
+
+
+def build_hmdb51(
+    root: str | Path, subset: str = "train", split: int = 1, splits_dir: str | Path | None = None
+) -> BuiltDataset:
+    """HMDB51 videos under ``root``; split files in ``splits_dir`` (default:
+    ``testTrainMulti_7030_splits/`` inside or next to ``root``)."""
+    lists = _find_dir(Path(root), splits_dir, "testTrainMulti_7030_splits", "splits_dir")
+    return BuiltDataset(hmdb51(root, lists, split, subset), None)
+
+
+def build_kinetics(
+    root: str | Path,
+    subset: str = "train",
+    csv_path: str | Path | None = None,
+    skip_missing: bool = False,
+) -> BuiltDataset:
+    """Kinetics videos under ``root``; annotations ``csv_path`` (default:
+    ``root/annotations/<subset>.csv``, the CVDF layout)."""
+    csv_file = Path(csv_path) if csv_path else Path(root) / "annotations" / f"{subset}.csv"
+    return BuiltDataset(kinetics(root, csv_file, subset, skip_missing), None)
+
+
+# dataset name -> builder(**kwargs) -> BuiltDataset(index, opener)
+DATASETS: dict[str, Callable[..., BuiltDataset]] = {
+    "synthetic": build_synthetic,
+    "folder": build_folder,
+    "unlabelled": build_unlabelled,
+    "ucf101": build_ucf101,
+    "hmdb51": build_hmdb51,
+    "kinetics": build_kinetics,
+}
+
+
+def build_dataset(name: str, **kwargs: Any) -> BuiltDataset:
+    """``DATASETS[name](**kwargs)`` with errors naming the dataset and the bad argument."""
+    if name not in DATASETS:
+        raise KeyError(f"unknown dataset {name!r}: expected one of {sorted(DATASETS)}")
+    try:
+        return DATASETS[name](**kwargs)
+    except TypeError as exc:
+        raise TypeError(f"dataset {name!r}: {exc}") from exc

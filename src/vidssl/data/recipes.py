@@ -1,0 +1,239 @@
+"""Clip recipes: what one dataset item returns, given one opened video and a generator.
+
+A recipe is called as ``recipe(video, rng) -> sample`` where ``video`` is a ``VideoSource``
+(``num_frames``, ``fps``, ``get_frames(indices) -> (T, H, W, 3) uint8``) and ``rng`` is the
+``np.random.Generator`` the dataset seeded from ``(seed, epoch, index)``. Sample keys:
+
+- ``"video"``: ``(C, T, H, W)`` float (``"clip"``);
+- ``"clips"``: ``(K, C, T, H, W)`` (``"multi_clip"``);
+- ``"views"``: ``list[(C, T, H, W)]`` (``"two_clips"``, ``"sub_clips"``).
+
+Every recipe takes the same shared keyword arguments (clip length, stride or target fps,
+crop size, augmentation strength, normalisation, ``train``) plus its own, so the engine can
+build ``RECIPES[name](**data_kwargs, **method.recipe_overrides)``. Training recipes draw
+random clips and temporally consistent augmentations; with ``train=False`` clip positions
+are deterministic (centre / uniform) and crops are centre crops of the short side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vidssl.data import samplers
+from vidssl.data.transforms import (
+    KINETICS_MEAN,
+    KINETICS_STD,
+    ClipAugment,
+    EvalTransform,
+    three_crop_boxes,
+)
+
+if TYPE_CHECKING:  # sources imports PyAV; recipes only need the protocol for typing
+    from vidssl.data.sources import VideoSource
+
+Sample = dict[str, Any]
+
+
+class ClipRecipe(Protocol):
+    def __call__(self, video: VideoSource, rng: np.random.Generator) -> Sample: ...
+
+
+@dataclass
+class RecipeBase:
+    """Shared keyword arguments of every recipe.
+
+    Args:
+        clip_len: frames per clip.
+        stride: source frames between clip frames (ignored when ``target_fps`` is set).
+        target_fps: if set, the stride is ``video.fps / target_fps`` (playback rate).
+        size: crop output side in pixels.
+        train: random clips + augmentation (True) or deterministic centre clips/crops.
+        scale, ratio: random-resized-crop area fraction and aspect range (CVRL defaults).
+        jitter_strength: SimCLR colour-jitter strength ``s`` (0 disables jitter).
+        p_flip, p_jitter, p_gray, p_blur: augmentation probabilities.
+        per_frame: independent augmentation per frame (CVRL ablation) instead of per clip.
+        mean, std: normalisation.
+        short: how short videos are padded, a key of ``samplers.SHORT_VIDEO_MODES``.
+    """
+
+    clip_len: int = 8
+    stride: float = 2
+    target_fps: float | None = None
+    size: int = 64
+    train: bool = True
+    scale: tuple[float, float] = (0.3, 1.0)
+    ratio: tuple[float, float] = (0.5, 2.0)
+    jitter_strength: float = 1.0
+    p_flip: float = 0.5
+    p_jitter: float = 0.8
+    p_gray: float = 0.2
+    p_blur: float = 0.0
+    per_frame: bool = False
+    mean: Sequence[float] = KINETICS_MEAN
+    std: Sequence[float] = KINETICS_STD
+    short: str = "loop"
+
+    def __post_init__(self) -> None:
+        if self.clip_len < 1:
+            raise ValueError(f"clip_len={self.clip_len}: must be >= 1")
+        if not self.stride > 0:
+            raise ValueError(f"stride={self.stride}: must be > 0")
+        if self.target_fps is not None and not self.target_fps > 0:
+            raise ValueError(f"target_fps={self.target_fps}: must be > 0")
+        if self.size < 1:
+            raise ValueError(f"size={self.size}: must be >= 1")
+        if self.short not in samplers.SHORT_VIDEO_MODES:
+            raise ValueError(
+                f"short={self.short!r}: expected one of {sorted(samplers.SHORT_VIDEO_MODES)}"
+            )
+        self.augment = ClipAugment(
+            size=self.size,
+            scale=tuple(self.scale),
+            ratio=tuple(self.ratio),
+            p_flip=self.p_flip,
+            jitter_strength=self.jitter_strength,
+            p_jitter=self.p_jitter,
+            p_gray=self.p_gray,
+            p_blur=self.p_blur,
+            mean=self.mean,
+            std=self.std,
+            per_frame=self.per_frame,
+        )
+        self.eval_transform = EvalTransform(size=self.size, mean=self.mean, std=self.std)
+
+    def stride_for(self, video: VideoSource) -> float:
+        """Stride in source frames for ``video``."""
+        if self.target_fps is None:
+            return float(self.stride)
+        return samplers.stride_for_fps(video.fps, self.target_fps)
+
+    def transform(self, frames: np.ndarray, rng: np.random.Generator) -> Tensor:
+        """``(T, H, W, 3)`` uint8 -> ``(C, T, size, size)`` float, augmented when training."""
+        return self.augment(frames, rng) if self.train else self.eval_transform(frames)
+
+    def read(self, video: VideoSource, indices: np.ndarray) -> np.ndarray:
+        """Frames for ``indices`` of any shape ``S`` in one read: ``S -> (*S, H, W, 3)``."""
+        frames = video.get_frames(indices.reshape(-1))  # (prod(S), H, W, 3)
+        return frames.reshape(*indices.shape, *frames.shape[1:])
+
+
+@dataclass
+class Clip(RecipeBase):
+    """One clip: ``{"video": (C, T, H, W)}``. Random clip when training, else the centre clip."""
+
+    def __call__(self, video: VideoSource, rng: np.random.Generator) -> Sample:
+        stride = self.stride_for(video)
+        if self.train:
+            idx = samplers.random_clip(video.num_frames, self.clip_len, stride, rng, self.short)
+        else:
+            idx = samplers.center_clip(video.num_frames, self.clip_len, stride, self.short)
+        return {"video": self.transform(self.read(video, idx), rng)}
+
+
+@dataclass
+class MultiClip(RecipeBase):
+    """``num_clips`` uniform clips x ``num_crops`` crops: ``{"clips": (K, C, T, H, W)}``.
+
+    ``K = num_clips * num_crops`` (clip-major). With ``train=False`` the crops are the centre
+    square (``num_crops=1``) or three squares along the long side (``num_crops=3``); with
+    ``train=True`` each of the K views gets its own random augmentation.
+    """
+
+    num_clips: int = 4
+    num_crops: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_crops not in (1, 3):
+            raise ValueError(f"num_crops={self.num_crops}: expected 1 or 3")
+
+    def __call__(self, video: VideoSource, rng: np.random.Generator) -> Sample:
+        stride = self.stride_for(video)
+        idx = samplers.uniform_clips(
+            video.num_frames, self.clip_len, stride, self.num_clips, self.short
+        )
+        frames = self.read(video, idx)  # (K, T, H, W, 3)
+        h, w = frames.shape[2:4]
+        boxes = three_crop_boxes(h, w) if self.num_crops == 3 else [None]
+        views = [
+            self.augment(clip, rng) if self.train else self.eval_transform(clip, box=box)
+            for clip in frames
+            for box in boxes
+        ]
+        return {"clips": torch.stack(views)}  # K x (C, T, H, W) -> (K, C, T, H, W)
+
+
+@dataclass
+class TwoClips(RecipeBase):
+    """Two augmented clips of one video: ``{"views": [(C, T, H, W)] * 2}``.
+
+    ``gap`` names the distribution of the distance between the two clip starts
+    (``samplers.GAP_DISTRIBUTIONS``: ``"random"`` uniform, ``"cvrl"`` linearly decreasing with
+    ``c_ratio``); ``same_clip=True`` takes both views from one clip (SimCLR-style image pairs).
+    """
+
+    gap: str = "random"
+    c_ratio: float = 1.0
+    same_clip: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.gap not in samplers.GAP_DISTRIBUTIONS:
+            raise ValueError(
+                f"gap={self.gap!r}: expected one of {sorted(samplers.GAP_DISTRIBUTIONS)}"
+            )
+
+    def __call__(self, video: VideoSource, rng: np.random.Generator) -> Sample:
+        stride = self.stride_for(video)
+        n = video.num_frames
+        if self.same_clip:
+            one = samplers.random_clip(n, self.clip_len, stride, rng, self.short)
+            idx = np.stack([one, one])
+        else:
+            a, b = samplers.two_clips(
+                n, self.clip_len, stride, rng, self.gap, self.c_ratio, self.short
+            )
+            idx = np.stack([a, b])  # (2, T)
+        frames = self.read(video, idx)  # (2, T, H, W, 3)
+        return {"views": [self.transform(clip, rng) for clip in frames]}
+
+
+@dataclass
+class SubClips(RecipeBase):
+    """``num_clips`` non-overlapping sub-clips in temporal order: ``{"views": [...]}``.
+
+    CVTCL's local clips (sec. 2.3): the sub-clips tile a random window (``window`` frames,
+    default ``num_clips`` spans). With ``anchor_view=True`` a second, independently augmented
+    view of the first sub-clip is appended (CVTCL's ``s_1^a``), so ``views`` has
+    ``num_clips + 1`` entries.
+    """
+
+    num_clips: int = 4
+    window: int | None = None
+    anchor_view: bool = False
+
+    def __call__(self, video: VideoSource, rng: np.random.Generator) -> Sample:
+        stride = self.stride_for(video)
+        idx = samplers.sub_clips(
+            video.num_frames, self.num_clips, self.clip_len, stride, rng, self.window, self.short
+        )  # (N, T)
+        frames = self.read(video, idx)  # (N, T, H, W, 3)
+        views = [self.transform(clip, rng) for clip in frames]
+        if self.anchor_view:
+            views.append(self.transform(frames[0], rng))
+        return {"views": views}
+
+
+# recipe name -> class; built as RECIPES[name](**data_kwargs, **method.recipe_overrides)
+RECIPES: dict[str, type[RecipeBase]] = {
+    "clip": Clip,
+    "multi_clip": MultiClip,
+    "two_clips": TwoClips,
+    "sub_clips": SubClips,
+}
