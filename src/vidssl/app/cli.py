@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("vidssl.app.synth", "write the built-in synthetic dataset as video files"),
     "pretrain": ("vidssl.app.pretrain", "self-supervised pretraining"),
     "report": ("vidssl.app.report", "write report.html for a run directory"),
+    "prompts": ("vidssl.app.prompts", "description template (LLM questions) for a class list"),
+    "flow": ("vidssl.app.flow", "compute optical flow for every video into fast storage"),
     "demo": (
         "vidssl.app.demo",
         "the main job on the built-in synthetic set: pretrain, evaluate, report",
