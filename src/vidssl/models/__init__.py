@@ -1,0 +1,1 @@
+"""Models: video backbones (`vidssl.models.backbones`) and projection / predictor heads."""

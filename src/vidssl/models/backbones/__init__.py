@@ -1,0 +1,57 @@
+"""Video backbones, chosen by name from `BACKBONES`.
+
+Every backbone takes clips `(N, C, T, H, W)` and has `forward_features` -> `(N, feature_dim)`,
+`forward_features_map` -> last conv stage `(N, C', T', H', W')`, `forward_head`,
+`reset_classifier(num_classes)` and a `width` multiplier that scales channels only (key names
+never change). `r3d_18`, `r2plus1d_18` and `s3d` share torchvision's state-dict layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from vidssl.models.backbones.base import Backbone, scale_channels
+from vidssl.models.backbones.c3d import C3D, c3d
+from vidssl.models.backbones.resnet3d import VideoResNet, r2plus1d_18, r3d_18, r3d_50
+from vidssl.models.backbones.s3d import S3D, s3d
+
+BACKBONES: dict[str, Callable[..., Backbone]] = {
+    "c3d": c3d,
+    "r2plus1d_18": r2plus1d_18,
+    "r3d_18": r3d_18,
+    "r3d_50": r3d_50,
+    "s3d": s3d,
+}
+
+
+def list_backbones() -> list[str]:
+    """Sorted names accepted by `create_backbone`."""
+    return sorted(BACKBONES)
+
+
+def create_backbone(name: str, num_classes: int = 0, width: float = 1.0, **kw: Any) -> Backbone:
+    """Build backbone `name` with `num_classes` outputs (0: features only) at channel `width`.
+
+    Extra keyword arguments go to the backbone's factory (e.g. `in_channels=2` for optical flow).
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; valid names: {', '.join(list_backbones())}")
+    return BACKBONES[name](num_classes=num_classes, width=width, **kw)
+
+
+__all__ = [
+    "BACKBONES",
+    "C3D",
+    "S3D",
+    "Backbone",
+    "VideoResNet",
+    "c3d",
+    "create_backbone",
+    "list_backbones",
+    "r2plus1d_18",
+    "r3d_18",
+    "r3d_50",
+    "s3d",
+    "scale_channels",
+]

@@ -1,0 +1,127 @@
+"""Thin base class shared by every video backbone, plus channel scaling and weight init."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def scale_channels(channels: int, width: float, min_channels: int = 8) -> int:
+    """`channels` scaled by the width multiplier, rounded to the nearest integer, >= `min_channels`.
+
+    Exact at ``width == 1.0`` so that full-width models keep the published (torchvision) shapes.
+    """
+    if width <= 0:
+        raise ValueError(f"backbone width must be > 0, got width={width}")
+    if width == 1.0:
+        return channels
+    return max(min_channels, round(channels * width))
+
+
+class TemporalConv3d(nn.Conv3d):
+    """A `(kt, 1, 1)` Conv3d (stride `(st, 1, 1)`) computed as a Conv2d over `(T, H*W)`.
+
+    Same parameters and state-dict keys as `nn.Conv3d`; numerically the same convolution. Why:
+    for fp32 kernels whose last two dims are 1, PyTorch skips oneDNN when it runs on one thread
+    with batch < 16 and falls back to a slow unfold + GEMM path; a (kt, 1) Conv2d stays on
+    oneDNN. A 3x1x1 conv's forward + backward is then 1.8-4.7x faster; on more threads or in
+    bf16 both run alike (`benchmarks/bench_backbones.py`). Works for contiguous and
+    channels_last_3d inputs (H and W merge into one dim without a copy in both layouts).
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kt: int = 1, stride: int = 1, bias: bool = False
+    ) -> None:
+        super().__init__(
+            in_channels,
+            out_channels,
+            (kt, 1, 1),
+            stride=(stride, 1, 1),
+            padding=(kt // 2, 0, 0),
+            bias=bias,
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (N, C, T, H, W) -> (N, out_channels, T', H, W)."""
+        h, w = x.shape[-2:]
+        weight = self.weight.squeeze(-1)  # (O, C, kt, 1, 1) -> (O, C, kt, 1)
+        # (N, C, T, H, W) -> (N, C, T, H*W) -> conv -> (N, O, T', H*W)
+        y = F.conv2d(x.flatten(3), weight, self.bias, self.stride[:2], self.padding[:2])
+        return y.unflatten(3, (h, w))  # (N, O, T', H*W) -> (N, O, T', H, W)
+
+
+def init_weights(model: nn.Module) -> None:
+    """In-place init: Kaiming-normal (fan_out) convs, unit/zero norms, N(0, 0.01) linears."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv3d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm3d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            nn.init.zeros_(m.bias)
+
+
+def linear_head(in_features: int, num_classes: int) -> nn.Module:
+    """`nn.Linear(in_features, num_classes)` (N(0, 0.01) init), or `nn.Identity()` when 0."""
+    if num_classes < 0:
+        raise ValueError(f"num_classes must be >= 0, got num_classes={num_classes}")
+    if num_classes == 0:
+        return nn.Identity()
+    fc = nn.Linear(in_features, num_classes)
+    nn.init.normal_(fc.weight, 0.0, 0.01)
+    nn.init.zeros_(fc.bias)
+    return fc
+
+
+class Backbone(nn.Module):
+    """Video backbone: clips `(N, C, T, H, W)` in, pooled features `(N, feature_dim)` out.
+
+    Subclasses build their layers, set `feature_dim`, `num_classes`, `in_channels`, and implement
+    `forward_features_map` (last conv stage, the map Grad-CAM needs), `forward_head` and
+    `reset_classifier`. `pool_features` defaults to global average pooling.
+    """
+
+    feature_dim: int
+    num_classes: int
+    in_channels: int
+    min_input_size: tuple[int, int, int] = (1, 1, 1)  # smallest (T, H, W) the layers accept
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise a clear `ValueError` unless `x` is `(N, in_channels, T, H, W)` and large enough."""
+        name = type(self).__name__
+        if x.ndim != 5 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{name} expects clips (N, {self.in_channels}, T, H, W), got {tuple(x.shape)}"
+            )
+        if any(s < m for s, m in zip(x.shape[2:], self.min_input_size)):
+            raise ValueError(
+                f"{name} needs (T, H, W) >= {self.min_input_size}, got {tuple(x.shape[2:])}"
+            )
+
+    def forward_features_map(self, x: Tensor) -> Tensor:
+        """x: (N, C, T, H, W) -> last conv stage map (N, C', T', H', W')."""
+        raise NotImplementedError
+
+    def pool_features(self, fmap: Tensor) -> Tensor:
+        """fmap: (N, C', T', H', W') -> (N, feature_dim); global average pooling by default."""
+        return fmap.mean(dim=(2, 3, 4))
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """x: (N, C, T, H, W) -> pooled features (N, feature_dim)."""
+        return self.pool_features(self.forward_features_map(x))
+
+    def forward_head(self, feats: Tensor) -> Tensor:
+        """feats: (N, feature_dim) -> logits (N, num_classes); identity when num_classes == 0."""
+        raise NotImplementedError
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier by a fresh one with `num_classes` outputs (0 -> identity)."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (N, C, T, H, W) -> (N, num_classes), or (N, feature_dim) when num_classes == 0."""
+        return self.forward_head(self.forward_features(x))
