@@ -6,6 +6,7 @@ from vidssl.methods.cvrl import CVRL
 from vidssl.methods.moco import MoCo
 from vidssl.methods.simclr import SimCLR
 from vidssl.methods.simsiam import SimSiam
+from vidssl.methods.xclip import XCLIP
 
 METHODS: dict[str, type[Method]] = {
     "simclr": SimCLR,
@@ -13,6 +14,7 @@ METHODS: dict[str, type[Method]] = {
     "byol": BYOL,
     "simsiam": SimSiam,
     "cvrl": CVRL,
+    "xclip": XCLIP,
 }
 
-__all__ = ["BYOL", "CVRL", "METHODS", "Method", "MoCo", "SimCLR", "SimSiam"]
+__all__ = ["BYOL", "CVRL", "METHODS", "Method", "MoCo", "SimCLR", "SimSiam", "XCLIP"]

@@ -16,12 +16,22 @@ from vidssl.models.backbones.c3d import C3D, c3d
 from vidssl.models.backbones.resnet3d import VideoResNet, r2plus1d_18, r3d_18, r3d_50
 from vidssl.models.backbones.s3d import S3D, s3d
 
+
+
+def vit_clip(**kw: Any) -> Backbone:
+    """CLIP-compatible video ViT (`vidssl.models.clip_video`), imported lazily: it imports `base`."""
+    from vidssl.models.clip_video import vit_clip as build
+
+    return build(**kw)
+
+
 BACKBONES: dict[str, Callable[..., Backbone]] = {
     "c3d": c3d,
     "r2plus1d_18": r2plus1d_18,
     "r3d_18": r3d_18,
     "r3d_50": r3d_50,
     "s3d": s3d,
+    "vit_clip": vit_clip,
 }
 
 
