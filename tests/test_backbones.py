@@ -63,7 +63,17 @@ def synthetic_input(shape: tuple[int, ...]) -> Tensor:
 
 def test_registry_names_and_unknown_name_error():
     assert NAMES == sorted(BACKBONES)
-    assert set(NAMES) == {"c3d", "r2plus1d_18", "r3d_18", "r3d_50", "s3d", "vit_clip"}
+    assert set(NAMES) == {
+        "c3d",
+        "r2plus1d_18",
+        "r2plus1d_18_sa",
+        "r2plus1d_18_sta",
+        "r2plus1d_18_ta",
+        "r3d_18",
+        "r3d_50",
+        "s3d",
+        "vit_clip",
+    }
     with pytest.raises(ValueError, match="unknown backbone 'r3d_19'.*r2plus1d_18.*r3d_18"):
         create_backbone("r3d_19")
 

@@ -105,6 +105,9 @@ def test_in_memory_dataset_with_every_recipe():
         "multi_clip": ({"clip_len": 8, "num_clips": 2}, "clips", (2, 3, 8, 16, 16)),
         "two_clips": ({"clip_len": 8, "gap": "cvrl"}, "views", [(3, 8, 16, 16)] * 2),
         "sub_clips": ({"clip_len": 4, "num_clips": 4}, "views", [(3, 4, 16, 16)] * 4),
+        "pretext": ({"clip_len": 6, "tasks": ("rotation", "jigsaw")}, "video", (3, 6, 16, 16)),
+        "pretext_views": ({"clip_len": 6}, "views", [(3, 6, 16, 16)] * 4),
+        "stor": ({"clip_len": 8}, "views", [(3, 8, 16, 16)] * 2),
     }
     assert set(cases) == set(RECIPES)
     for name, (kwargs, key, shape) in cases.items():

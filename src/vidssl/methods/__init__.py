@@ -2,8 +2,11 @@
 
 from vidssl.methods.base import Method
 from vidssl.methods.byol import BYOL
+from vidssl.methods.cstp import CSTP
 from vidssl.methods.cvrl import CVRL
 from vidssl.methods.moco import MoCo
+from vidssl.methods.mtcl import MTCL
+from vidssl.methods.pretext import Pretext
 from vidssl.methods.simclr import SimCLR
 from vidssl.methods.simsiam import SimSiam
 from vidssl.methods.xclip import XCLIP
@@ -15,6 +18,9 @@ METHODS: dict[str, type[Method]] = {
     "simsiam": SimSiam,
     "cvrl": CVRL,
     "xclip": XCLIP,
+    "pretext": Pretext,
+    "cstp": CSTP,
+    "mtcl": MTCL,
 }
 
-__all__ = ["BYOL", "CVRL", "METHODS", "Method", "MoCo", "SimCLR", "SimSiam", "XCLIP"]
+__all__ = ["BYOL", "CSTP", "CVRL", "MTCL", "Pretext", "METHODS", "Method", "MoCo", "SimCLR", "SimSiam", "XCLIP"]

@@ -17,7 +17,6 @@ from vidssl.models.backbones.resnet3d import VideoResNet, r2plus1d_18, r3d_18, r
 from vidssl.models.backbones.s3d import S3D, s3d
 
 
-
 def vit_clip(**kw: Any) -> Backbone:
     """CLIP-compatible video ViT (`vidssl.models.clip_video`), imported lazily: it imports `base`."""
     from vidssl.models.clip_video import vit_clip as build
@@ -33,6 +32,16 @@ BACKBONES: dict[str, Callable[..., Backbone]] = {
     "s3d": s3d,
     "vit_clip": vit_clip,
 }
+
+
+def _attention_backbones() -> dict[str, Callable[..., Backbone]]:
+    """MTCL's R(2+1)D-18 with spatial/temporal attention (`vidssl.models.attention`)."""
+    from vidssl.models.attention import ATTENTION_BACKBONES
+
+    return ATTENTION_BACKBONES
+
+
+BACKBONES.update(_attention_backbones())
 
 
 def list_backbones() -> list[str]:
