@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,25 +97,8 @@ def prepare_one(job: Job) -> str | None:
     return None
 
 
-def _run_jobs(jobs: Sequence[Job], workers: int) -> Iterator[tuple[Job, str | None]]:
-    """(job, error) pairs as jobs finish, serially or over a process pool."""
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            yield job, prepare_one(job)
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    # spawn: no forked copies of decoder threads or of a parent's torch state
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = {pool.submit(prepare_one, job): job for job in jobs}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
-
-
 def run(args: argparse.Namespace) -> int:
-    from vidssl.app.progress import progress, shard_items
+    from vidssl.app.progress import print_failures, progress, run_jobs, shard_items
 
     src, dst = args.src, args.dst
     if not src.is_dir():
@@ -144,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     )
     failures: list[tuple[str, str]] = []
     with progress(total=len(jobs), desc="prepare", unit="video") as bar:
-        for job, error in _run_jobs(jobs, args.workers):
+        for job, error in run_jobs(prepare_one, jobs, args.workers):
             if error is not None:
                 failures.append((job.src, error))
                 bar.set_postfix(failed=len(failures))
@@ -153,8 +135,5 @@ def run(args: argparse.Namespace) -> int:
         f"prepared {len(jobs) - len(failures)}, skipped {done} (already done), "
         f"failed {len(failures)}"
     )
-    if failures:
-        print("\nFailed videos:")
-        for path, error in sorted(failures):
-            print(f"  {path}: {error}")
+    print_failures(failures)
     return 1 if failures else 0

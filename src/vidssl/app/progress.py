@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from tqdm import tqdm
@@ -73,3 +73,33 @@ def add_shard_argument(parser: argparse.ArgumentParser) -> None:
         help="process only the K-th (1-based) of N deterministic slices of the sorted file "
         "list, e.g. run 1/4 .. 4/4 on four machines (default: everything)",
     )
+
+
+def run_jobs(
+    fn: Callable[[T], str | None], jobs: Sequence[T], workers: int
+) -> Iterator[tuple[T, str | None]]:
+    """``(job, error)`` pairs as jobs finish, serially or over a spawned process pool.
+
+    ``fn`` returns ``None`` on success or an error message; it must be a picklable module-level
+    function. Spawn (not fork): no forked copies of decoder threads or a parent's torch state.
+    """
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield job, fn(job)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = {pool.submit(fn, job): job for job in jobs}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def print_failures(failures: Sequence[tuple[str, str]]) -> None:
+    """List ``(path, error)`` failures after a batch run, sorted by path."""
+    if failures:
+        print("\nFailed videos:")
+        for path, error in sorted(failures):
+            print(f"  {path}: {error}")
