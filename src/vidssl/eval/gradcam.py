@@ -13,13 +13,14 @@ neighbour or its class centroid). With a classifier head the score can be a clas
 
 from __future__ import annotations
 
-import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from vidssl.eval.payload import load_payload, save_payload
 
 CAM_EXAMPLES_FORMAT = "vidssl.cam_examples/1"
 
@@ -155,26 +156,13 @@ class CamExamples:
 
     def save(self, path: str | Path) -> Path:
         """Write as plain tensors + strings (loadable with ``weights_only=True``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"format": CAM_EXAMPLES_FORMAT, **asdict(self)}
-        payload["titles"] = [str(t) for t in self.titles]
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-        return path
+        return save_payload(self, path, CAM_EXAMPLES_FORMAT, str_lists=("titles",))
 
     @classmethod
     def load(cls, path: str | Path) -> CamExamples:
         """Read a file written by :meth:`save`; errors name the file."""
         path = Path(path)
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # re-raised with the file name
-            raise ValueError(f"cannot read Grad-CAM examples {path}: {exc}") from exc
-        if not isinstance(payload, dict) or payload.get("format") != CAM_EXAMPLES_FORMAT:
-            raise ValueError(f"{path} is not a Grad-CAM examples file ({CAM_EXAMPLES_FORMAT!r})")
-        payload.pop("format")
+        payload = load_payload(path, CAM_EXAMPLES_FORMAT, "Grad-CAM examples")
         examples = cls(**payload)
         if examples.frames.shape[:4] != examples.cams.shape:
             raise ValueError(

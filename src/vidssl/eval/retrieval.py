@@ -13,14 +13,15 @@ kernel. k larger than the gallery is clamped to the gallery size.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from vidssl.eval.payload import load_payload, save_payload
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10, 20, 50)
 EXAMPLES_FORMAT = "vidssl.retrieval_examples/1"
@@ -122,27 +123,14 @@ class RetrievalExamples:
     class_names: list[str]
 
     def save(self, path: str | Path) -> Path:
-        """Write as plain tensors + a list of strings (loadable with ``weights_only=True``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"format": EXAMPLES_FORMAT, **asdict(self)}
-        payload["class_names"] = [str(n) for n in self.class_names]
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-        return path
+        """Write as plain tensors + strings (loadable with ``weights_only=True``)."""
+        return save_payload(self, path, EXAMPLES_FORMAT, str_lists=("class_names",))
 
     @classmethod
     def load(cls, path: str | Path) -> RetrievalExamples:
         """Read a file written by :meth:`save`; errors name the file."""
         path = Path(path)
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # re-raised with the file name
-            raise ValueError(f"cannot read retrieval examples {path}: {exc}") from exc
-        if not isinstance(payload, dict) or payload.get("format") != EXAMPLES_FORMAT:
-            raise ValueError(f"{path} is not a retrieval examples file ({EXAMPLES_FORMAT!r})")
-        payload.pop("format")
+        payload = load_payload(path, EXAMPLES_FORMAT, "retrieval examples")
         examples = cls(**payload)
         q, k = examples.neighbour_labels.shape
         if examples.query_frames.shape[0] != q or examples.neighbour_frames.shape[:2] != (q, k):
