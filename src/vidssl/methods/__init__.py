@@ -9,6 +9,7 @@ from vidssl.methods.mtcl import MTCL
 from vidssl.methods.pretext import Pretext
 from vidssl.methods.simclr import SimCLR
 from vidssl.methods.simsiam import SimSiam
+from vidssl.methods.supervised import Supervised
 from vidssl.methods.xclip import XCLIP
 
 METHODS: dict[str, type[Method]] = {
@@ -21,6 +22,7 @@ METHODS: dict[str, type[Method]] = {
     "pretext": Pretext,
     "cstp": CSTP,
     "mtcl": MTCL,
+    "supervised": Supervised,
 }
 
-__all__ = ["BYOL", "CSTP", "CVRL", "MTCL", "Pretext", "METHODS", "Method", "MoCo", "SimCLR", "SimSiam", "XCLIP"]
+__all__ = ["BYOL", "CSTP", "CVRL", "MTCL", "Pretext", "METHODS", "Method", "MoCo", "SimCLR", "SimSiam", "Supervised", "XCLIP"]

@@ -1,0 +1,188 @@
+"""``vidssl eval``: evaluate a checkpoint (or a random init) with one protocol or all of them.
+
+    vidssl eval retrieval --checkpoint runs/simclr/last.pt --data ucf101 --root data/UCF-101
+    vidssl eval all --checkpoint runs/simclr/last.pt --data hmdb51 --root data/hmdb51 --split all
+    vidssl eval linear --checkpoint random --backbone r3d_18 --width 0.25 --data synthetic \\
+        --seeds 3 --out runs/random num_clips=4 data.num_videos=64
+
+Protocols: ``retrieval``, ``linear``, ``knn``, ``finetune`` or ``all``. Settings come from
+:class:`vidssl.app.evaluate.EvalConfig`: its defaults <- ``--config FILE`` (YAML: the
+EvalConfig fields, plus an optional ``data:`` mapping of dataset builder arguments) <-
+``key=value`` overrides (``num_clips=4``, ``eval.linear_epochs=50``, ``data.num_videos=64``;
+values parsed as YAML scalars).
+
+Results are printed as tables (mean ± std over splits x seeds) and written to
+``OUT/eval/*.json`` with the report's artefacts (``vidssl report OUT`` draws them). ``--out``
+defaults to the checkpoint's folder (the pre-training run folder); with ``--checkpoint
+random`` and no ``--out`` nothing is written.
+
+Exit codes: 0 done, 1 the run failed (unreadable checkpoint or videos), 2 bad input
+(unknown protocol or dataset, missing file or folder, bad setting), reported before any work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROTOCOL_CHOICES_HELP = "retrieval | linear | knn | finetune | all"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("protocol", metavar="PROTOCOL", help=PROTOCOL_CHOICES_HELP)
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="CKPT",
+        help="checkpoint of vidssl pretrain / train-supervised, or 'random' (random init)",
+    )
+    parser.add_argument(
+        "--data", default="synthetic", metavar="DATASET", help="dataset name (default synthetic)"
+    )
+    parser.add_argument("--root", default=None, metavar="DIR", help="the dataset's folder")
+    parser.add_argument("--split", default="1", help="1, 2, 3 or all (mean ± std over 1-3)")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (mean ± std)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        metavar="RUN_DIR",
+        help="write OUT/eval/*.json and the report's arrays (default: the checkpoint's folder)",
+    )
+    parser.add_argument("--config", default=None, metavar="FILE", help="YAML eval settings")
+    parser.add_argument("--backbone", default=None, help="backbone name (required with random)")
+    parser.add_argument("--width", type=float, default=None, help="width (required with random)")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="eval settings (num_clips=4 linear_epochs=50) and dataset arguments (data.num_videos=64)",
+    )
+    allow_trailing_overrides(parser)
+
+
+def allow_trailing_overrides(parser: argparse.ArgumentParser, dest: str = "overrides") -> None:
+    """Accept ``KEY=VALUE`` words anywhere, also after options.
+
+    argparse binds a ``nargs="*"`` positional at the first run of positional words, so in
+    ``vidssl eval all --checkpoint X num_clips=4`` the override would be "unrecognized". This
+    wraps this (sub-)parser's ``parse_known_args`` to move such leftover words into ``dest``.
+    """
+    parse_known = parser.parse_known_args
+
+    def parse_known_args(
+        args: list[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        ns, extras = parse_known(args, namespace)
+        late = [a for a in extras if "=" in a and not a.startswith("-")]
+        setattr(ns, dest, [*(getattr(ns, dest, None) or []), *late])
+        return ns, [a for a in extras if a not in late]
+
+    parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
+
+
+def parse_settings(
+    config_file: str | None, overrides: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(EvalConfig fields, dataset builder arguments) from the YAML file and the overrides.
+
+    Raises :class:`vidssl.config.ConfigError` naming the file or the override.
+    """
+    from vidssl.config import ConfigError
+
+    fields: dict[str, Any] = {}
+    data: dict[str, Any] = {}
+    if config_file:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError("--config", f"file not found: {config_file}")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError("--config", f"{config_file} is not valid YAML: {err}") from err
+        if not isinstance(raw, dict):
+            raise ConfigError("--config", f"{config_file} must hold a mapping of settings")
+        raw = dict(raw)
+        section = raw.pop("data", {}) or {}
+        if not isinstance(section, dict):
+            raise ConfigError("data", f"expected a mapping of dataset arguments in {config_file}")
+        data.update(section)
+        fields.update(raw.pop("eval", {}) or {})
+        fields.update(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(item, "expected an override of the form key=value")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(key, f"cannot parse value {text!r}: {err}") from err
+        head, _, rest = key.partition(".")
+        if head == "data" and rest:
+            data[rest] = value
+        elif head == "eval" and rest:
+            fields[rest] = value
+        else:
+            fields[key] = value
+    return fields, data
+
+
+def _print_tables(results: list[Any], title: str) -> None:
+    from vidssl.eval.stats import results_tables, to_markdown
+
+    for table in results_tables(results):
+        print(f"\n{title}: {table.title} (%, mean ± std over splits x seeds)")
+        print(to_markdown(table), end="")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vidssl import dist
+    from vidssl.app.evaluate import (
+        PROTOCOL_NAMES,
+        RANDOM,
+        check_protocols,
+        eval_config_from_dict,
+        evaluate,
+    )
+    from vidssl.config import ConfigError
+
+    protocols = list(PROTOCOL_NAMES) if args.protocol == "all" else [args.protocol]
+    out = args.out
+    if out is None and args.checkpoint != RANDOM:
+        out = str(Path(args.checkpoint).parent)
+    try:
+        check_protocols(protocols)
+        fields, data_args = parse_settings(args.config, list(args.overrides))
+        cfg = eval_config_from_dict(fields)
+        results = evaluate(
+            args.checkpoint,
+            protocols=protocols,
+            dataset=args.data,
+            root=args.root,
+            dataset_args=data_args,
+            split=args.split,
+            seeds=args.seeds,
+            out_dir=out,
+            eval_cfg=cfg,
+            backbone=args.backbone,
+            width=args.width,
+        )
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"vidssl eval: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, RuntimeError) as err:
+        print(f"vidssl eval: failed: {err}", file=sys.stderr)
+        return 1
+    finally:
+        dist.cleanup()
+    if results:  # empty on ranks > 0 under torchrun
+        _print_tables(results, f"{args.data} ({args.checkpoint})")
+        if out is not None:
+            print(f"\nwrote {len(results)} result files to {Path(out) / 'eval'}")
+        else:
+            print("\nresults not saved (give --out RUN_DIR to keep them)")
+    return 0

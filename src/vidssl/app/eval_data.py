@@ -1,0 +1,378 @@
+"""What an evaluation reads: the weights (checkpoint or random init), the dataset's splits
+and label sets, and the cached video-level features.
+
+Splits: datasets with official splits (UCF101, HMDB51) read split 1, 2 or 3; the in-memory
+synthetic set has none, so its split ``k`` draws the set with generator seed ``seed + k - 1``
+(three independent train/test draws); other datasets have split 1 only.
+
+Features (:mod:`vidssl.eval.features`) are cached in ``feats-<weights>-<settings hash>.pt``
+(the weights part is ``sha256-<16 hex>`` of the checkpoint file or ``random-<backbone>-
+<width>-<seed>``), in memory for the run and on disk when there is a cache folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from vidssl import dist
+from vidssl.app.eval_config import EvalConfig
+from vidssl.config import ConfigError, check_type, keyword_params
+from vidssl.data.datasets import DATASETS, BuiltDataset, VideoDataset
+from vidssl.data.recipes import RECIPES
+from vidssl.eval.features import (
+    Features,
+    cached_features,
+    extract_features,
+    file_sha256,
+    load_features,
+    save_features,
+)
+from vidssl.models.backbones import BACKBONES, create_backbone
+from vidssl.models.backbones.base import Backbone
+
+SPLITS: tuple[int, ...] = (1, 2, 3)
+RANDOM = "random"  # the checkpoint value for a randomly initialised backbone
+
+# dataset -> name of its primary label set in results (default: the dataset's name)
+PRIMARY_LABEL_SET: dict[str, str] = {"synthetic": "motion"}
+
+# fallbacks for clip settings when neither the EvalConfig nor the checkpoint gives them
+DEFAULT_CLIP: dict[str, float] = {"clip_len": 8, "stride": 2.0, "size": 32}
+
+
+@dataclass
+class Weights:
+    """What a checkpoint (or ``"random"``) says about the backbone to evaluate."""
+
+    checkpoint: str  # the path, or "random"
+    backbone: str  # name in BACKBONES
+    width: float  # channel width multiplier
+    state: dict[str, Tensor] | None  # backbone state dict; None = random init
+    digest: str  # hex sha256 of the checkpoint file ("" for random)
+    data: dict[str, Any] = field(default_factory=dict)  # the checkpoint's data config section
+
+    def key(self, seed: int) -> str:
+        """The cache key of the weights at ``seed`` (only a random init depends on it)."""
+        if self.state is None:
+            return f"random-{self.backbone}-{self.width:g}-{seed}"
+        return self.digest
+
+    def file_tag(self, seed: int) -> str:
+        """The short form used in cache file names."""
+        return self.key(seed) if self.state is None else f"sha256-{self.digest[:16]}"
+
+    def build(self, seed: int) -> Backbone:
+        """A fresh feature-only backbone with these weights (random ones drawn from ``seed``)."""
+        with torch.random.fork_rng(devices=[]):  # leave the caller's RNG alone
+            torch.manual_seed(seed)
+            backbone = create_backbone(self.backbone, num_classes=0, width=self.width)
+        if self.state is not None:
+            try:
+                backbone.load_state_dict(self.state)
+            except RuntimeError as err:
+                raise ConfigError(
+                    "--checkpoint",
+                    f"{self.checkpoint}: its backbone weights do not fit {self.backbone} at "
+                    f"width {self.width:g} ({err})",
+                ) from err
+        return backbone.eval()
+
+
+def read_weights(
+    checkpoint: str, *, backbone: str | None = None, width: float | None = None
+) -> Weights:
+    """Read a vidssl checkpoint's backbone (or describe a random init); see :func:`load_backbone`."""
+    if checkpoint == RANDOM:
+        if backbone is None or width is None:
+            raise ConfigError("--backbone/--width", "both are required with --checkpoint random")
+        _check_backbone(backbone, width)
+        return Weights(RANDOM, backbone, float(width), None, "")
+    from vidssl.app.train.checkpoint import CheckpointError, backbone_state_dict, load_checkpoint
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        ckpt = load_checkpoint(path)
+    except CheckpointError as err:
+        raise ConfigError("--checkpoint", str(err)) from err
+    config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+    model = config.get("model", {}) if isinstance(config.get("model"), dict) else {}
+    name = backbone or model.get("backbone")
+    w = width if width is not None else model.get("width")
+    if name is None or w is None:
+        raise ConfigError(
+            "--checkpoint",
+            f"{path} records no model.backbone / model.width; pass --backbone and --width",
+        )
+    _check_backbone(str(name), float(w))
+    state = backbone_state_dict(ckpt)
+    if not state:
+        raise ConfigError("--checkpoint", f"{path}: no 'backbone.' weights in its model state")
+    data = config.get("data", {}) if isinstance(config.get("data"), dict) else {}
+    return Weights(str(path), str(name), float(w), state, file_sha256(path), dict(data))
+
+
+def _check_backbone(name: str, width: float) -> None:
+    if name not in BACKBONES:
+        raise ConfigError(
+            "--backbone", f"unknown backbone {name!r}; choose from {sorted(BACKBONES)}"
+        )
+    if not width > 0:
+        raise ConfigError("--width", f"must be > 0, got {width}")
+
+
+# ---------------------------------------------------------------------------- data
+
+
+@dataclass
+class SplitData:
+    """Train and test subsets of one split, plus what the label sets are called."""
+
+    split: int
+    args: dict[str, Any]  # builder keywords of this split (without root / subset)
+    train: BuiltDataset
+    test: BuiltDataset
+    label_sets: dict[str, str]  # batch key -> label set name in results ("label" -> "motion")
+    class_names: dict[str, list[str]]  # batch key -> class names, index = label
+
+
+def resolve_splits(split: int | str) -> list[int]:
+    """``1`` / ``"2"`` -> ``[1]`` / ``[2]``; ``"all"`` -> ``[1, 2, 3]``."""
+    if str(split) == "all":
+        return list(SPLITS)
+    if str(split) in {str(s) for s in SPLITS}:
+        return [int(split)]
+    raise ConfigError("--split", f"expected 1, 2, 3 or all, got {split!r}")
+
+
+def _builder_params(dataset: str) -> dict[str, Any]:
+    if dataset not in DATASETS:
+        raise ConfigError("--data", f"unknown dataset {dataset!r}; choose from {sorted(DATASETS)}")
+    return keyword_params(DATASETS[dataset])
+
+
+def check_dataset_args(dataset: str, root: str | None, args: dict[str, Any]) -> None:
+    """Dataset name, folder and builder keywords, checked before any work."""
+    params = _builder_params(dataset)
+    hints = typing.get_type_hints(DATASETS[dataset])
+    for name, value in args.items():
+        if name in ("root", "video_root", "subset") or name not in params:
+            allowed = sorted(set(params) - {"root", "video_root", "subset"})
+            raise ConfigError(
+                f"data.{name}",
+                f"unknown argument for dataset {dataset!r}; expected one of {allowed}",
+            )
+        check_type(value, hints.get(name, Any), f"data.{name}")
+    root_param = next((p for p in ("root", "video_root") if p in params), None)
+    needs_root = root_param is not None and params[root_param].default is inspect.Parameter.empty
+    if needs_root and not root:
+        raise ConfigError("--root", f"dataset {dataset!r} needs its data folder")
+    if root and not Path(root).exists():
+        raise ConfigError("--root", f"path does not exist: {root}")
+
+
+def split_args(dataset: str, root: str | None, args: dict[str, Any], split: int) -> dict[str, Any]:
+    """Builder keywords for ``split``: the official split, or a synthetic draw (see module doc)."""
+    params = _builder_params(dataset)
+    if "split" in params:
+        return {**args, "split": split}
+    if "seed" in params and not root:  # generated in memory: split k = generator seed + k - 1
+        return {**args, "seed": int(args.get("seed", params["seed"].default)) + split - 1}
+    if split != 1:
+        raise ConfigError("--split", f"dataset {dataset!r} has a single split; use --split 1")
+    return dict(args)
+
+
+def _build(dataset: str, root: str | None, args: dict[str, Any], subset: str) -> BuiltDataset:
+    params = _builder_params(dataset)
+    kwargs = dict(args)
+    if "subset" in params:
+        kwargs["subset"] = subset
+    if root:
+        kwargs["root" if "root" in params else "video_root"] = root
+    return DATASETS[dataset](**kwargs)
+
+
+def _extra_class_names(
+    root: str | None, args: dict[str, Any], keys: Sequence[str]
+) -> dict[str, list[str]]:
+    """Class names of the synthetic set's extra label sets (``appearance``)."""
+
+    from vidssl.data.synthetic import APPEARANCES
+
+    names: dict[str, list[str]] = {}
+    meta = Path(root) / "classes.json" if root else None
+    if meta is not None and meta.is_file():
+        stored = json.loads(meta.read_text())
+        names = {k: list(stored[k]) for k in keys if k in stored}
+    if "appearance" in keys and "appearance" not in names:
+        count = int(args.get("num_appearances", len(APPEARANCES)))
+        names["appearance"] = list(APPEARANCES)[:count]
+    return names
+
+
+# dataset -> (root, builder args, extra label keys) -> class names of its extra label sets
+EXTRA_CLASS_NAMES: dict[
+    str, Callable[[str | None, dict[str, Any], Sequence[str]], dict[str, list[str]]]
+] = {"synthetic": _extra_class_names}
+
+
+def load_split(
+    dataset: str, root: str | None, args: dict[str, Any], split: int, cfg: EvalConfig
+) -> SplitData:
+    """Build the train and test subsets of ``split`` and name their label sets."""
+    sargs = split_args(dataset, root, args, split)
+    train = _build(dataset, root, sargs, cfg.train_subset)
+    test = _build(dataset, root, sargs, cfg.test_subset)
+    extras = sorted(train.index.items[0].extra) if train.index.items else []
+    label_sets = {"label": PRIMARY_LABEL_SET.get(dataset, dataset), **{k: k for k in extras}}
+    names_of = EXTRA_CLASS_NAMES.get(dataset)
+    class_names = {"label": list(train.index.classes)}
+    if names_of is not None:
+        class_names.update(names_of(root, sargs, extras))
+    return SplitData(split, sargs, train, test, label_sets, class_names)
+
+
+# ---------------------------------------------------------------------------- features
+
+
+@dataclass
+class Context:
+    """Everything the protocols of one ``evaluate`` call share."""
+
+    cfg: EvalConfig
+    dataset: str
+    root: str | None
+    weights: Weights
+    clip: dict[str, Any]  # resolved clip_len / stride / size
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    cache_dir: Path | None
+    eval_dir: Path | None
+    dist_info: dist.DistInfo  # this process's rank / world (torchrun), 0 of 1 otherwise
+    memory: dict[str, Features] = field(default_factory=dict)  # in-process feature cache
+
+    def info(self, data: SplitData) -> dict[str, Any]:
+        """Details recorded in every result file."""
+        return {
+            "checkpoint": self.weights.checkpoint,
+            "weights_sha256": self.weights.digest or None,
+            "backbone": self.weights.backbone,
+            "width": self.weights.width,
+            "dataset": self.dataset,
+            "root": self.root,
+            "num_train": len(data.train.index),
+            "num_test": len(data.test.index),
+            "num_classes": len(data.class_names.get("label", [])),
+            "num_clips": self.cfg.num_clips,
+            "num_crops": self.cfg.num_crops,
+            **self.clip,
+        }
+
+
+def resolve_clip(cfg: EvalConfig, weights: Weights) -> dict[str, Any]:
+    """clip_len / stride / size: the EvalConfig's, else the checkpoint's, else the defaults."""
+    given = {"clip_len": cfg.clip_len, "stride": cfg.stride, "size": cfg.size}
+    out: dict[str, Any] = {}
+    for name, value in given.items():
+        chosen = value or weights.data.get(name) or DEFAULT_CLIP[name]
+        out[name] = float(chosen) if name == "stride" else int(chosen)
+    return out
+
+
+def make_recipe(ctx: Context, name: str, train: bool, **kw: Any) -> Any:
+    return RECIPES[name](
+        clip_len=ctx.clip["clip_len"],
+        stride=ctx.clip["stride"],
+        size=ctx.clip["size"],
+        train=train,
+        **kw,
+    )
+
+
+def multi_clip_loader(ctx: Context, built: BuiltDataset) -> DataLoader:
+    """Deterministic ``num_clips`` x ``num_crops`` views per video, in index order."""
+    recipe = make_recipe(
+        ctx, "multi_clip", False, num_clips=ctx.cfg.num_clips, num_crops=ctx.cfg.num_crops
+    )
+    dataset = VideoDataset(built.index, recipe, seed=0, opener=built.opener)
+    return DataLoader(
+        dataset,
+        batch_size=ctx.cfg.batch_size,
+        shuffle=False,
+        num_workers=ctx.cfg.workers,
+        pin_memory=ctx.device.type == "cuda",
+    )
+
+
+def features(ctx: Context, backbone: Backbone, seed: int, data: SplitData, subset: str) -> Features:
+    """Video-level features of ``subset`` ("train" / "test") of ``data``: cache, else extract."""
+    built = data.train if subset == "train" else data.test
+    settings = {
+        "checkpoint": ctx.weights.file_tag(seed),
+        "weights": ctx.weights.key(seed),
+        "backbone": ctx.weights.backbone,
+        "width": ctx.weights.width,
+        "dataset": ctx.dataset,
+        "root": str(Path(ctx.root).resolve()) if ctx.root else "",
+        "args": data.args,
+        "subset": ctx.cfg.train_subset if subset == "train" else ctx.cfg.test_subset,
+        "num_videos": len(built.index),
+        "num_clips": ctx.cfg.num_clips,
+        "num_crops": ctx.cfg.num_crops,
+        "clip_norm": ctx.cfg.clip_norm,
+        "amp": str(ctx.amp_dtype),
+        **ctx.clip,
+    }
+    key = hashlib.sha256(repr(sorted(settings.items())).encode()).hexdigest()
+    if key in ctx.memory:
+        return ctx.memory[key]
+    path = cached_features(ctx.cache_dir, settings) if ctx.cache_dir is not None else None
+    if path is not None and path.is_file():
+        feats = load_features(path)
+    else:
+        feats = extract_features(
+            backbone,
+            multi_clip_loader(ctx, built),
+            ctx.device,
+            amp=ctx.amp_dtype is not None,
+            clip_norm=ctx.cfg.clip_norm,
+            desc=f"features {ctx.dataset} split {data.split} {subset}",
+            progress=ctx.cfg.progress,
+        )
+        if path is not None:
+            save_features(path, feats, data.class_names)
+    ctx.memory[key] = feats
+    return feats
+
+
+def item_labels(built: BuiltDataset, key: str) -> Tensor:
+    """Label set ``key`` ("label" or an extra key) of every video of ``built``: (N,) int64."""
+    items = built.index.items
+    return torch.tensor([it.label if key == "label" else it.extra[key] for it in items])
+
+
+def labelled_keys(data: SplitData) -> list[str]:
+    """Label sets (batch keys) with a label on every train and test video; raises if none."""
+    keys = [
+        key
+        for key in data.label_sets
+        if (item_labels(data.train, key) >= 0).all() and (item_labels(data.test, key) >= 0).all()
+    ]
+    if not keys:
+        raise ValueError(
+            f"split {data.split} has unlabelled train/test videos; the protocols need labels"
+        )
+    return keys
