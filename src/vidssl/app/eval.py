@@ -29,7 +29,13 @@ from typing import Any
 
 import yaml
 
-PROTOCOL_CHOICES_HELP = "retrieval | linear | knn | finetune | all"
+PROTOCOL_CHOICES_HELP = "retrieval | linear | knn | finetune | all | closed-set | zeroshot"
+
+# text-matching protocols of language-video checkpoints -> module with run_protocol(args)
+TEXT_PROTOCOL_MODULES: dict[str, str] = {
+    "closed-set": "vidssl.app.zeroshot",
+    "zeroshot": "vidssl.app.zeroshot",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +61,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, metavar="FILE", help="YAML eval settings")
     parser.add_argument("--backbone", default=None, help="backbone name (required with random)")
     parser.add_argument("--width", type=float, default=None, help="width (required with random)")
+    parser.add_argument(
+        "--stream",
+        default="rgb",
+        choices=("rgb", "flow", "both"),
+        help="two-stream (CVTCL) checkpoints: RGB, flow, or both (features averaged)",
+    )
+    parser.add_argument(
+        "--flow-root",
+        default=None,
+        metavar="DIR",
+        help="stored flow mirroring --root (vidssl flow); default: flow computed on the fly",
+    )
     parser.add_argument(
         "overrides",
         nargs="*",
@@ -150,6 +168,10 @@ def run(args: argparse.Namespace) -> int:
     )
     from vidssl.config import ConfigError
 
+    if args.protocol in TEXT_PROTOCOL_MODULES:
+        import importlib
+
+        return int(importlib.import_module(TEXT_PROTOCOL_MODULES[args.protocol]).run_protocol(args))
     protocols = list(PROTOCOL_NAMES) if args.protocol == "all" else [args.protocol]
     out = args.out
     if out is None and args.checkpoint != RANDOM:
@@ -170,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
             eval_cfg=cfg,
             backbone=args.backbone,
             width=args.width,
+            stream=args.stream,
+            flow_root=args.flow_root,
         )
     except (ConfigError, FileNotFoundError) as err:
         print(f"vidssl eval: {err}", file=sys.stderr)

@@ -19,19 +19,41 @@ all-MiniLM-L6-v2, the default without a CLIP file); a learned projection maps th
 the video embedding space (initialised to the identity when the sizes match, so CLIP's
 zero-shot alignment holds at step 0).
 
+Class texts: ``class_texts`` is a list of texts (one per class), or a class-list name / file
+resolved with :mod:`vidssl.text.prompts` (``"ucf101"``, ``"hmdb51"``, ``"kinetics400"``, a
+class-list file, or ``"synthetic"`` for the synthetic set's motion classes) and turned into
+texts by ``prompt_mode`` (``name`` | ``template`` | ``description``, Table 4).
+
+Two-stage schedule (Sec. 4.2) as two engine runs: stage 1 without TWS (``vit.temporal`` other
+than ``"tws"``; ``freeze_clip=True`` trains only the new parameters), stage 2 with TWS, every
+parameter trained, initialised from stage 1 by ``init_checkpoint`` and with the learning-rate
+multipliers ``tws_lr_mult`` (x1000) and ``new_lr_mult`` (x100) over the CLIP weights (x1),
+which the engine reads from :meth:`XCLIP.lr_multipliers`.
+
+Zero-shot protocol: ``held_out_classes`` (names) or ``held_out_fraction`` choose classes whose
+videos never reach the loss (dropped from each batch before the forward), whose texts never
+enter training, and that the auxiliary classifier never predicts; ``vidssl eval zeroshot``
+scores them against their own texts only.
+
+``vit``: keyword arguments of the ``vit_clip`` backbone (``arch``, ``temporal``, ``num_frames``,
+``image_size``, ``checkpoint``, ...). The engine builds backbones from name and width only, so
+when ``vit`` is given the method builds its own backbone from it and the engine's is dropped.
+
 Departures: the text encoder is frozen by default (``train_text_encoder=False``) and the class
 text table is computed once, which keeps CPU training cheap; the paper fine-tunes all CLIP
-parameters in its second stage (Sec. 4.2). The two-stage schedule (stage 1 without TWS) and the
-per-module learning-rate multipliers (x1000 TWS, x100 new modules) belong to the training
-configuration, not to this module; ``param_groups()`` exposes the three groups.
+parameters in its second stage (Sec. 4.2). Held-out classes are dropped per batch rather than
+from the dataset (the engine builds the dataset), so batches shrink; this is single-process
+only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -48,8 +70,47 @@ from vidssl.methods.base import Method
 from vidssl.models.clip_video import CLIP_MEAN, CLIP_STD, NEW_MODULE_KEYS
 from vidssl.models.cov_pool import AuxHead
 from vidssl.text import create_text_encoder
+from vidssl.text.prompts import DEFAULT_TEMPLATE, TEXT_MODES, load_class_list
+from vidssl.text.prompts import class_texts as prompt_texts
 
 TEXT_CHUNK = 64  # class texts encoded per forward when building the table
+
+
+def _synthetic_classes() -> list[str]:
+    from vidssl.data.synthetic import MOTIONS
+
+    return list(MOTIONS)
+
+
+# class-list names that are not shipped class-list files -> their class names (index = label)
+CLASS_LISTS: dict[str, Callable[[], list[str]]] = {"synthetic": _synthetic_classes}
+
+
+def resolve_class_names(source: str) -> list[str]:
+    """Class names of ``source``: a key of ``CLASS_LISTS``, a shipped class list or a file."""
+    if source in CLASS_LISTS:
+        return CLASS_LISTS[source]()
+    return load_class_list(source)
+
+
+def choose_held_out(
+    classes: Sequence[str], names: Sequence[str] | None, fraction: float, seed: int
+) -> list[int]:
+    """Labels of the held-out classes: ``names`` (must be in ``classes``), else a seeded
+    random ``ceil(fraction * K)`` of the K classes (none when ``fraction`` is 0), sorted."""
+    if names:
+        unknown = [n for n in names if n not in classes]
+        if unknown:
+            raise ValueError(f"held_out_classes: unknown class(es) {unknown}; classes: {classes}")
+        labels = sorted({list(classes).index(n) for n in names})
+    elif fraction > 0:
+        count = math.ceil(fraction * len(classes))
+        labels = sorted(np.random.default_rng(seed).permutation(len(classes))[:count].tolist())
+    else:
+        return []
+    if len(labels) >= len(classes):
+        raise ValueError(f"held_out_classes: at least one class must stay for training ({classes})")
+    return labels
 
 
 class XCLIP(Method):
@@ -61,7 +122,7 @@ class XCLIP(Method):
         self,
         backbone: nn.Module,
         *,
-        class_texts: Sequence[str] | None = None,
+        class_texts: str | list[str] | None = None,
         num_classes: int | None = None,
         text_encoder: str | None = None,
         clip_checkpoint: str | Path | None = None,
@@ -74,9 +135,42 @@ class XCLIP(Method):
         aux_dropout: float = 0.5,
         aux_heads: int = 8,
         logit_scale_init: float | None = None,
+        prompt_mode: str = "description",
+        descriptions: str | None = None,
+        template: str = DEFAULT_TEMPLATE,
+        held_out_classes: list[str] | None = None,
+        held_out_fraction: float = 0.0,
+        held_out_seed: int = 0,
+        vit: dict[str, Any] | None = None,
+        freeze_clip: bool = False,
+        tws_lr_mult: float = 1000.0,
+        new_lr_mult: float = 100.0,
+        init_checkpoint: str | None = None,
     ) -> None:
-        super().__init__(backbone)
         name = type(self).__name__
+        if vit is not None:  # the method's own video ViT (the engine passes name + width only)
+            from vidssl.models.backbones import create_backbone
+
+            backbone = create_backbone("vit_clip", num_classes=0, **vit)
+        super().__init__(backbone)
+        if prompt_mode not in TEXT_MODES:
+            raise ValueError(f"{name}: prompt_mode must be one of {list(TEXT_MODES)}")
+        if not 0.0 <= held_out_fraction < 1.0:
+            raise ValueError(f"{name}: held_out_fraction must be in [0, 1)")
+        self.class_names: list[str] | None = None
+        if isinstance(class_texts, str):  # a class-list name / file -> one text per class
+            self.class_names = resolve_class_names(class_texts)
+            class_texts = prompt_texts(self.class_names, prompt_mode, descriptions, template)
+        elif class_texts is not None:
+            self.class_names = list(class_texts)
+        self.held_out: list[int] = []
+        if held_out_classes or held_out_fraction > 0:
+            if self.class_names is None:
+                raise ValueError(f"{name}: held-out classes need class_texts")
+            self.held_out = choose_held_out(
+                self.class_names, held_out_classes, held_out_fraction, held_out_seed
+            )
+        self.tws_lr_mult, self.new_lr_mult = tws_lr_mult, new_lr_mult
         if not hasattr(backbone, "forward_tokens"):
             raise TypeError(
                 f"{name}: backbone {type(backbone).__name__} has no forward_tokens; use a video "
@@ -137,8 +231,42 @@ class XCLIP(Method):
         self.num_classes = num_classes or 0
         self.register_buffer("class_tokens", torch.zeros(0, 0, dtype=torch.long), persistent=False)
         self.register_buffer("class_features", torch.zeros(0, text_dim), persistent=False)
+        self.register_buffer("seen_mask", torch.ones(0, dtype=torch.bool), persistent=False)
         if class_texts is not None:
             self.set_class_texts(class_texts)
+        if freeze_clip:  # stage 1 (Sec. 4.2): only the parameters new to CLIP learn
+            for key, p in self.named_parameters():
+                if self.group_of(key) == "clip":
+                    p.requires_grad_(False)
+        if init_checkpoint is not None:
+            self.load_init_checkpoint(init_checkpoint)
+
+    def load_init_checkpoint(self, path: str | Path) -> None:
+        """Initialise from a vidssl checkpoint's ``"model"`` state (e.g. stage 1 for stage 2).
+
+        Parameters of modules new in this stage (TWS / message tokens, ``NEW_MODULE_KEYS``)
+        may be missing from the file; anything else missing or unexpected is an error.
+        """
+        name = type(self).__name__
+        file = Path(path)
+        if not file.is_file():
+            raise FileNotFoundError(f"{name}: init_checkpoint not found: {file}")
+        try:
+            ckpt = torch.load(file, map_location="cpu", weights_only=True)
+            state = ckpt["model"]
+        except Exception as err:  # torn / foreign files
+            raise ValueError(f"{name}: {file} is not a vidssl checkpoint ({err})") from err
+        own = self.state_dict()
+        shapes = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+        if shapes:
+            raise ValueError(f"{name}: {file}: shapes differ for {shapes[:5]}")
+        result = self.load_state_dict(state, strict=False)
+        missing = [k for k in result.missing_keys if not any(m in k for m in NEW_MODULE_KEYS)]
+        if missing or result.unexpected_keys:
+            raise ValueError(
+                f"{name}: {file} does not fit this model: missing {missing[:5]}, "
+                f"unexpected {result.unexpected_keys[:5]}"
+            )
 
     # ------------------------------------------------------------------ class texts
     @property
@@ -162,6 +290,10 @@ class XCLIP(Method):
                 for i in tqdm(chunks, desc="class texts", disable=len(chunks) < 4, leave=False)
             ]
             self.class_features = torch.cat(feats).float()  # (K, text_dim)
+        seen = torch.ones(len(texts), dtype=torch.bool, device=device)
+        held = [k for k in self.held_out if k < len(texts)]
+        seen[held] = False
+        self.seen_mask = seen
 
     def class_text_features(self, labels: Tensor | None = None) -> Tensor:
         """Projected class text embeddings c: (K, E), or (N, E) for ``labels`` (N,)."""
@@ -193,6 +325,17 @@ class XCLIP(Method):
                 f"{name}: expected video (N, C, T, H, W) and label (N,), got "
                 f"{tuple(x.shape)} and {tuple(labels.shape)}"
             )
+        if self.held_out:  # zero-shot protocol: held-out videos never reach the loss
+            if dist.is_dist():
+                raise RuntimeError(f"{name}: held-out classes are single-process only")
+            k = self.seen_mask.shape[0]
+            if k == 0 or labels.min() < 0 or labels.max() >= k:
+                raise ValueError(f"{name}: labels must be in [0, {k}) (one class text per class)")
+            keep = self.seen_mask[labels]  # (N,) bool
+            x, labels = x[keep], labels[keep]
+            if labels.numel() == 0:  # the whole batch was held out: a zero loss
+                zero = sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
+                return {"loss": zero, "held_out_dropped": torch.ones(())}
         out = self.backbone.forward_tokens(x)
         text = self.class_text_features(labels)  # (N, E)
         video_all = dist.all_gather_with_grad(out.video)
@@ -219,33 +362,45 @@ class XCLIP(Method):
                     f"class texts {self.class_tokens.shape[0]}"
                 )
             logits = self.aux_head(out.patches, out.video)
+            logits = logits.masked_fill(~self.seen_mask, float("-inf"))  # never held-out classes
             loss_s = F.cross_entropy(logits, labels)  # eq. (21)
             loss = loss + (1.0 - w) * loss_s  # eq. (22)
             logs["loss_aux"] = loss_s.detach()
             logs["acc_aux"] = (logits.argmax(1) == labels).float().mean().detach()
         with torch.no_grad():
             scores = video_text_logits(out.video, self.class_text_features(), self.logit_scale)
+            scores = scores.masked_fill(~self.seen_mask, float("-inf"))  # (N, K), seen classes
             logs["acc_zero_shot"] = (scores.argmax(1) == labels).float().mean()
             logs["logit_scale"] = logit_scale_value(self.logit_scale).detach()
+        if self.held_out:
+            logs["held_out_dropped"] = 1.0 - keep.float().mean()
         return {"loss": loss, **logs}
 
+    def group_of(self, key: str) -> str:
+        """Learning-rate group of parameter ``key`` (Sec. 4.2): ``"tws"`` (x1000), ``"new"``
+        (message tokens, temporal modules, heads, text projection, temperature: x100) or
+        ``"clip"`` (pretrained CLIP weights: x1)."""
+        if "message_temporal." in key:
+            return "tws"
+        if key.startswith("backbone.") and not any(k in key for k in NEW_MODULE_KEYS):
+            return "clip" if not key.startswith("backbone.head.") else "new"
+        if key.startswith("text_encoder."):
+            return "clip" if self.text_name == "clip" else "new"
+        return "new"
+
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Trainable parameters split as Sec. 4.2's learning-rate multipliers need them:
-        ``"tws"`` (x1000), ``"new"`` (message tokens, temporal modules, heads, text
-        projection, temperature: x100) and ``"clip"`` (pretrained CLIP weights: x1)."""
+        """Trainable parameters split by :meth:`group_of`: ``"tws"``, ``"new"``, ``"clip"``."""
         groups: dict[str, list[nn.Parameter]] = {"tws": [], "new": [], "clip": []}
         for key, p in self.named_parameters():
-            if not p.requires_grad:
-                continue
-            if "message_temporal." in key:
-                groups["tws"].append(p)
-            elif key.startswith("backbone.") and not any(k in key for k in NEW_MODULE_KEYS):
-                groups["clip" if not key.startswith("backbone.head.") else "new"].append(p)
-            elif key.startswith("text_encoder."):
-                groups["clip" if self.text_name == "clip" else "new"].append(p)
-            else:
-                groups["new"].append(p)
+            if p.requires_grad:
+                groups[self.group_of(key)].append(p)
         return groups
+
+    def lr_multipliers(self) -> dict[str, float]:
+        """Parameter-name prefix -> learning-rate multiplier for the engine's optimiser
+        (Sec. 4.2: TWS x ``tws_lr_mult``, new modules x ``new_lr_mult``, CLIP x1)."""
+        mults = {"tws": self.tws_lr_mult, "new": self.new_lr_mult, "clip": 1.0}
+        return {key: mults[self.group_of(key)] for key, _ in self.named_parameters()}
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
