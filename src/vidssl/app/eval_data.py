@@ -12,6 +12,7 @@ Features (:mod:`vidssl.eval.features`) are cached in ``feats-<weights>-<settings
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -61,6 +62,10 @@ class Weights:
     state: dict[str, Tensor] | None  # backbone state dict; None = random init
     digest: str  # hex sha256 of the checkpoint file ("" for random)
     data: dict[str, Any] = field(default_factory=dict)  # the checkpoint's data config section
+    # two-stream checkpoints (CVTCL): which stream to evaluate ("rgb", "flow" or "both") and
+    # the flow backbone (name, width, state dict of its "flow_backbone." weights)
+    stream: str = "rgb"
+    flow: tuple[str, float, dict[str, Tensor]] | None = None
 
     def key(self, seed: int) -> str:
         """The cache key of the weights at ``seed`` (only a random init depends on it)."""
@@ -86,11 +91,28 @@ class Weights:
                     f"{self.checkpoint}: its backbone weights do not fit {self.backbone} at "
                     f"width {self.width:g} ({err})",
                 ) from err
-        return backbone.eval()
+        if self.stream == "rgb":
+            return backbone.eval()
+        return self.two_stream(backbone).eval()
+
+    def two_stream(self, rgb: Backbone) -> Backbone:
+        """The flow backbone (``stream="flow"``) or RGB + flow averaged (``"both"``)."""
+        from vidssl.methods.cvtcl import TwoStreamBackbone
+
+        if self.flow is None:
+            raise ConfigError("--stream", f"{self.checkpoint} holds no flow stream (CVTCL)")
+        name, width, state = self.flow
+        flow = create_backbone(name, num_classes=0, width=width, in_channels=2)
+        flow.load_state_dict(state)
+        return {"flow": flow, "both": TwoStreamBackbone(rgb, flow)}[self.stream]  # type: ignore[return-value]
 
 
 def read_weights(
-    checkpoint: str, *, backbone: str | None = None, width: float | None = None
+    checkpoint: str,
+    *,
+    backbone: str | None = None,
+    width: float | None = None,
+    stream: str = "rgb",
 ) -> Weights:
     """Read a vidssl checkpoint's backbone (or describe a random init); see :func:`load_backbone`."""
     if checkpoint == RANDOM:
@@ -121,7 +143,14 @@ def read_weights(
     if not state:
         raise ConfigError("--checkpoint", f"{path}: no 'backbone.' weights in its model state")
     data = config.get("data", {}) if isinstance(config.get("data"), dict) else {}
-    return Weights(str(path), str(name), float(w), state, file_sha256(path), dict(data))
+    method = config.get("method", {}) if isinstance(config.get("method"), dict) else {}
+    prefix = "flow_backbone."
+    flow_state = {k[len(prefix) :]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
+    flow = None
+    if flow_state and "flow_backbone" in method:
+        flow = (str(method["flow_backbone"]), float(method["flow_width"]), flow_state)
+    weights = Weights(str(path), str(name), float(w), state, file_sha256(path), dict(data))
+    return dataclasses.replace(weights, stream=stream, flow=flow)
 
 
 def _check_backbone(name: str, width: float) -> None:
@@ -263,6 +292,7 @@ class Context:
     eval_dir: Path | None
     dist_info: dist.DistInfo  # this process's rank / world (torchrun), 0 of 1 otherwise
     memory: dict[str, Features] = field(default_factory=dict)  # in-process feature cache
+    flow_root: str | None = None  # stored flow mirroring ``root`` (two-stream evaluation)
 
     def info(self, data: SplitData) -> dict[str, Any]:
         """Details recorded in every result file."""
@@ -304,9 +334,16 @@ def make_recipe(ctx: Context, name: str, train: bool, **kw: Any) -> Any:
 
 def multi_clip_loader(ctx: Context, built: BuiltDataset) -> DataLoader:
     """Deterministic ``num_clips`` x ``num_crops`` views per video, in index order."""
-    recipe = make_recipe(
-        ctx, "multi_clip", False, num_clips=ctx.cfg.num_clips, num_crops=ctx.cfg.num_crops
-    )
+    views = {"num_clips": ctx.cfg.num_clips, "num_crops": ctx.cfg.num_crops}
+    if ctx.weights.stream == "rgb":
+        recipe = make_recipe(ctx, "multi_clip", False, **views)
+    else:  # RGB + flow clips, flow read from flow_root or computed on the fly (two_stream.py)
+        trained = ctx.weights.data.get("recipe") or {}
+        flow = {k: trained[k] for k in ("flow_method", "flow_bound", "flow_scale") if k in trained}
+        roots = {"flow_root": ctx.flow_root, "rgb_root": ctx.root} if ctx.flow_root else {}
+        recipe = make_recipe(
+            ctx, "two_stream_multi_clip", False, stream=ctx.weights.stream, **views, **flow, **roots
+        )
     dataset = VideoDataset(built.index, recipe, seed=0, opener=built.opener)
     return DataLoader(
         dataset,
@@ -325,6 +362,7 @@ def features(ctx: Context, backbone: Backbone, seed: int, data: SplitData, subse
         "weights": ctx.weights.key(seed),
         "backbone": ctx.weights.backbone,
         "width": ctx.weights.width,
+        **({"stream": ctx.weights.stream} if ctx.weights.stream != "rgb" else {}),
         "dataset": ctx.dataset,
         "root": str(Path(ctx.root).resolve()) if ctx.root else "",
         "args": data.args,

@@ -194,6 +194,8 @@ def evaluate(
     backbone: str | None = None,
     width: float | None = None,
     first_seed: int = 0,
+    stream: str = "rgb",
+    flow_root: str | None = None,
 ) -> list[EvalResult]:
     """Run ``protocols`` (names in :data:`PROTOCOL_NAMES`) and return one result per run.
 
@@ -202,7 +204,9 @@ def evaluate(
     ``"motion"`` and ``"appearance"``, reported separately) each protocol gives one
     :class:`EvalResult`; tables over them show mean ± std. ``dataset`` is a name in ``vidssl.data.datasets.DATASETS``, ``root`` its
     folder, ``dataset_args`` further builder keywords (e.g. ``{"num_videos": 64}``).
-    ``checkpoint`` / ``backbone`` / ``width`` as in :func:`load_backbone`.
+    ``checkpoint`` / ``backbone`` / ``width`` as in :func:`load_backbone`. ``stream`` picks
+    the stream of a two-stream (CVTCL) checkpoint: ``"rgb"``, ``"flow"`` or ``"both"``
+    (features averaged); flow is read from ``flow_root`` (mirroring ``root``) or computed.
 
     With ``out_dir`` the results are written to ``out_dir/eval/<protocol>-<dataset>-split<s>-
     seed<n>-<label set>.json`` plus the report's artefacts (``retrieval_examples.pt``,
@@ -224,7 +228,7 @@ def evaluate(
     check_dataset_args(dataset, root, args)
     for s in splits:
         split_args(dataset, root, args, s)  # a split the dataset lacks fails here
-    weights = read_weights(checkpoint, backbone=backbone, width=width)
+    weights = read_weights(checkpoint, backbone=backbone, width=width, stream=stream)
 
     from vidssl.app.train.precision import guard_bf16_conv3d, resolve_amp
 
@@ -246,6 +250,7 @@ def evaluate(
         cache_dir,
         eval_dir,
         info,
+        flow_root=flow_root,
     )
     results: list[EvalResult] = []
     for s in splits:
@@ -255,6 +260,7 @@ def evaluate(
             if amp_dtype == torch.bfloat16 and device.type == "cpu":
                 guard_bf16_conv3d(model)  # oneDNN bf16 conv3d defect, see precision.py
             first = s == splits[0] and seed == first_seed  # the report's artefacts come from here
+            first = first and stream == "rgb"  # artefacts read RGB clips (no flow/both yet)
             frozen = [n for n in names if n in FROZEN_PROTOCOLS]
             if frozen and info.rank == 0:
                 results += run_frozen(ctx, model, seed, data, frozen, artefacts=first)

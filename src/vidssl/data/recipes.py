@@ -27,6 +27,7 @@ from vidssl.data import samplers
 from vidssl.data.pretext import PRETEXT_RECIPES
 from vidssl.data.recipe_base import ClipRecipe, RecipeBase, Sample
 from vidssl.data.transforms import three_crop_boxes
+from vidssl.data.two_stream import TWO_STREAM_RECIPES
 
 if TYPE_CHECKING:  # sources imports PyAV; recipes only need the protocol for typing
     from vidssl.data.sources import VideoSource
@@ -148,4 +149,5 @@ RECIPES: dict[str, type[RecipeBase]] = {
     "two_clips": TwoClips,
     "sub_clips": SubClips,
     **PRETEXT_RECIPES,  # "pretext", "pretext_views", "stor" (vidssl.data.pretext)
+    **TWO_STREAM_RECIPES,  # RGB + flow: "two_stream_sub_clips", "two_stream_multi_clip"
 }

@@ -4,6 +4,7 @@ from vidssl.methods.base import Method
 from vidssl.methods.byol import BYOL
 from vidssl.methods.cstp import CSTP
 from vidssl.methods.cvrl import CVRL
+from vidssl.methods.cvtcl import CVTCL
 from vidssl.methods.moco import MoCo
 from vidssl.methods.mtcl import MTCL
 from vidssl.methods.pretext import Pretext
@@ -18,6 +19,7 @@ METHODS: dict[str, type[Method]] = {
     "byol": BYOL,
     "simsiam": SimSiam,
     "cvrl": CVRL,
+    "cvtcl": CVTCL,
     "xclip": XCLIP,
     "pretext": Pretext,
     "cstp": CSTP,
@@ -25,4 +27,4 @@ METHODS: dict[str, type[Method]] = {
     "supervised": Supervised,
 }
 
-__all__ = ["BYOL", "CSTP", "CVRL", "MTCL", "Pretext", "METHODS", "Method", "MoCo", "SimCLR", "SimSiam", "Supervised", "XCLIP"]
+__all__ = ["BYOL", "CSTP", "CVRL", "CVTCL", "MTCL", "Pretext", "METHODS", "Method", "MoCo", "SimCLR", "SimSiam", "Supervised", "XCLIP"]
