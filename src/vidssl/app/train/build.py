@@ -1,0 +1,80 @@
+"""Config -> backbone, method, dataset and Trainer, through the library's registries.
+
+    backbone = create_backbone(model.backbone, num_classes=0, width=model.width)
+    method   = METHODS[method.name](backbone, **method.hparams)
+    recipe   = RECIPES[method.recipe](clip_len, stride, size, train=True,
+                                      **method.recipe_overrides, **data.recipe)
+    dataset  = VideoDataset(index, recipe, seed=train.seed, opener=opener)
+               where index, opener = DATASETS[data.dataset](root, subset, **data.args)
+
+``data.recipe`` entries win over the method's ``recipe_overrides`` (e.g. ``gap: random`` for a
+CVRL ablation). A language-supervised method (one with ``set_class_texts``, e.g. X-CLIP) gets
+the dataset's class names as its class texts unless ``method.class_texts`` is given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from vidssl import dist
+from vidssl.app.train.checkpoint import seed_all
+from vidssl.app.train.loop import Trainer
+from vidssl.config import Config, ConfigError, keyword_params
+
+
+def build_method(cfg: Config) -> nn.Module:
+    """The method of ``cfg`` around a freshly initialised backbone."""
+    from vidssl.methods import METHODS
+    from vidssl.models.backbones import create_backbone
+
+    backbone = create_backbone(cfg.model.backbone, num_classes=0, width=cfg.model.width)
+    return METHODS[cfg.method.name](backbone, **cfg.method.hparams)
+
+
+def dataset_kwargs(cfg: Config) -> dict[str, Any]:
+    """Keyword arguments for ``DATASETS[cfg.data.dataset]``."""
+    from vidssl.data.datasets import DATASETS
+
+    params = keyword_params(DATASETS[cfg.data.dataset])
+    kwargs = dict(cfg.data.args)
+    if "subset" in params and cfg.data.subset:
+        kwargs["subset"] = cfg.data.subset
+    if "root" in params and cfg.data.root:
+        kwargs["root"] = cfg.data.root
+    return kwargs
+
+
+def build_dataset(cfg: Config, method: nn.Module, train: bool = True) -> Any:
+    """The ``VideoDataset`` the method trains on (its recipe, the config's data)."""
+    from vidssl.data.datasets import DATASETS, VideoDataset
+    from vidssl.data.recipes import RECIPES
+
+    d = cfg.data
+    recipe_kwargs = {**getattr(method, "recipe_overrides", {}), **d.recipe}
+    recipe = RECIPES[method.recipe](
+        clip_len=d.clip_len, stride=d.stride, size=d.size, train=train, **recipe_kwargs
+    )
+    index, opener = DATASETS[d.dataset](**dataset_kwargs(cfg))
+    return VideoDataset(index, recipe, seed=cfg.train.seed, opener=opener)
+
+
+def build_trainer(cfg: Config, info: dist.DistInfo | None = None) -> Trainer:
+    """Seeded model init (identical on every rank), dataset, Trainer.
+
+    Errors the library raises on bad values (a method's range checks, a dataset builder's
+    missing list file, ...) become a :class:`ConfigError` naming the config section.
+    """
+    seed_all(cfg.train.seed)
+    try:
+        method = build_method(cfg)
+    except (ValueError, TypeError) as err:
+        raise ConfigError("method", f"cannot build {cfg.method.name!r}: {err}") from err
+    try:
+        dataset = build_dataset(cfg, method)
+    except (OSError, ValueError, KeyError) as err:
+        raise ConfigError("data", f"cannot build dataset {cfg.data.dataset!r}: {err}") from err
+    if hasattr(method, "set_class_texts") and not cfg.method.hparams.get("class_texts"):
+        method.set_class_texts(dataset.classes)  # language-supervised: class names as texts
+    return Trainer(cfg, method, dataset, info=info)
