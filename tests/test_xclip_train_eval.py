@@ -32,7 +32,7 @@ TINY = [
     "data.args.frames=8",
     "data.clip_len=4",
     "data.batch_size=6",
-    "method.vit.num_frames=4",
+    "model.args.num_frames=4",
     "train.max_steps=3",
     "train.log_every=1",
 ]

@@ -59,6 +59,9 @@ class ModelConfig:
     backbone: str = "r3d_18"  # name in vidssl.models.backbones.BACKBONES
     width: float = 0.25  # channel width multiplier (1.0 = the published network)
     sync_bn: bool = False  # SyncBatchNorm across processes under DDP (no effect with one)
+    # further keyword arguments of the backbone factory, e.g. vit_clip's {arch: tiny,
+    # num_frames: 8, temporal: tws} or an attention R(2+1)D's {num_frames: 16}
+    args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -349,7 +352,18 @@ def _check_ranges(cfg: Config) -> None:
 def _check_model_and_resume(cfg: Config) -> None:
     from vidssl.models.backbones import BACKBONES
 
-    _lookup(BACKBONES, cfg.model.backbone, "model.backbone", "backbone")
+    factory = _lookup(BACKBONES, cfg.model.backbone, "model.backbone", "backbone")
+    params = keyword_params(factory)
+    takes_any = any(
+        p.kind is inspect.Parameter.VAR_KEYWORD
+        for p in inspect.signature(factory).parameters.values()
+    )
+    if not takes_any:  # a lazy wrapper taking **kw is checked when it builds
+        owned = {"num_classes", "width"}
+        args = {k: v for k, v in params.items() if k not in owned}
+        _check_kwargs(
+            cfg.model.args, args, _hints(factory), "model.args", f"backbone {cfg.model.backbone!r}"
+        )
     resume = cfg.train.resume
     if resume not in ("", "auto") and not Path(resume).is_file():
         raise ConfigError("train.resume", f"checkpoint file not found: {resume}")

@@ -19,9 +19,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("vidssl.app.prepare", "decode videos once into fast frame storage"),
     "synth": ("vidssl.app.synth", "write the built-in synthetic dataset as video files"),
     "pretrain": ("vidssl.app.pretrain", "self-supervised pretraining"),
+    "eval": ("vidssl.app.eval", "evaluate a checkpoint: retrieval, linear probe, kNN, fine-tune"),
+    "train-supervised": ("vidssl.app.supervised", "supervised training from scratch (baseline)"),
     "report": ("vidssl.app.report", "write report.html for a run directory"),
     "prompts": ("vidssl.app.prompts", "description template (LLM questions) for a class list"),
     "flow": ("vidssl.app.flow", "compute optical flow for every video into fast storage"),
+    "bench": ("vidssl.app.bench", "every method on one table: pretrain, evaluate, compare"),
     "demo": (
         "vidssl.app.demo",
         "the main job on the built-in synthetic set: pretrain, evaluate, report",

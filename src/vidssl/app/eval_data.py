@@ -66,6 +66,7 @@ class Weights:
     # the flow backbone (name, width, state dict of its "flow_backbone." weights)
     stream: str = "rgb"
     flow: tuple[str, float, dict[str, Tensor]] | None = None
+    args: dict[str, Any] = field(default_factory=dict)  # the checkpoint's model.args
 
     def key(self, seed: int) -> str:
         """The cache key of the weights at ``seed`` (only a random init depends on it)."""
@@ -81,7 +82,7 @@ class Weights:
         """A fresh feature-only backbone with these weights (random ones drawn from ``seed``)."""
         with torch.random.fork_rng(devices=[]):  # leave the caller's RNG alone
             torch.manual_seed(seed)
-            backbone = create_backbone(self.backbone, num_classes=0, width=self.width)
+            backbone = create_backbone(self.backbone, num_classes=0, width=self.width, **self.args)
         if self.state is not None:
             try:
                 backbone.load_state_dict(self.state)
@@ -150,7 +151,9 @@ def read_weights(
     if flow_state and "flow_backbone" in method:
         flow = (str(method["flow_backbone"]), float(method["flow_width"]), flow_state)
     weights = Weights(str(path), str(name), float(w), state, file_sha256(path), dict(data))
-    return dataclasses.replace(weights, stream=stream, flow=flow)
+    # an explicit --backbone means the checkpoint's own backbone arguments may not apply
+    args = model.get("args") if backbone is None and isinstance(model.get("args"), dict) else {}
+    return dataclasses.replace(weights, stream=stream, flow=flow, args=dict(args))
 
 
 def _check_backbone(name: str, width: float) -> None:

@@ -27,4 +27,18 @@ METHODS: dict[str, type[Method]] = {
     "supervised": Supervised,
 }
 
-__all__ = ["BYOL", "CSTP", "CVRL", "CVTCL", "MTCL", "Pretext", "METHODS", "Method", "MoCo", "SimCLR", "SimSiam", "Supervised", "XCLIP"]
+__all__ = [
+    "BYOL",
+    "CSTP",
+    "CVRL",
+    "CVTCL",
+    "MTCL",
+    "Pretext",
+    "METHODS",
+    "Method",
+    "MoCo",
+    "SimCLR",
+    "SimSiam",
+    "Supervised",
+    "XCLIP",
+]

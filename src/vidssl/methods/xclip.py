@@ -35,9 +35,8 @@ videos never reach the loss (dropped from each batch before the forward), whose 
 enter training, and that the auxiliary classifier never predicts; ``vidssl eval zeroshot``
 scores them against their own texts only.
 
-``vit``: keyword arguments of the ``vit_clip`` backbone (``arch``, ``temporal``, ``num_frames``,
-``image_size``, ``checkpoint``, ...). The engine builds backbones from name and width only, so
-when ``vit`` is given the method builds its own backbone from it and the engine's is dropped.
+The video ViT is the engine's backbone: ``model.backbone: vit_clip`` with its arguments
+(``arch``, ``temporal``, ``num_frames``, ``image_size``, ``checkpoint``, ...) in ``model.args``.
 
 Departures: the text encoder is frozen by default (``train_text_encoder=False``) and the class
 text table is computed once, which keeps CPU training cheap; the paper fine-tunes all CLIP
@@ -141,17 +140,12 @@ class XCLIP(Method):
         held_out_classes: list[str] | None = None,
         held_out_fraction: float = 0.0,
         held_out_seed: int = 0,
-        vit: dict[str, Any] | None = None,
         freeze_clip: bool = False,
         tws_lr_mult: float = 1000.0,
         new_lr_mult: float = 100.0,
         init_checkpoint: str | None = None,
     ) -> None:
         name = type(self).__name__
-        if vit is not None:  # the method's own video ViT (the engine passes name + width only)
-            from vidssl.models.backbones import create_backbone
-
-            backbone = create_backbone("vit_clip", num_classes=0, **vit)
         super().__init__(backbone)
         if prompt_mode not in TEXT_MODES:
             raise ValueError(f"{name}: prompt_mode must be one of {list(TEXT_MODES)}")

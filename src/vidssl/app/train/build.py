@@ -1,6 +1,6 @@
 """Config -> backbone, method, dataset and Trainer, through the library's registries.
 
-    backbone = create_backbone(model.backbone, num_classes=0, width=model.width)
+    backbone = create_backbone(model.backbone, num_classes=0, width=model.width, **model.args)
     method   = METHODS[method.name](backbone, **method.hparams)
     recipe   = RECIPES[method.recipe](clip_len, stride, size, train=True,
                                       **method.recipe_overrides, **data.recipe)
@@ -29,7 +29,9 @@ def build_method(cfg: Config) -> nn.Module:
     from vidssl.methods import METHODS
     from vidssl.models.backbones import create_backbone
 
-    backbone = create_backbone(cfg.model.backbone, num_classes=0, width=cfg.model.width)
+    backbone = create_backbone(
+        cfg.model.backbone, num_classes=0, width=cfg.model.width, **cfg.model.args
+    )
     return METHODS[cfg.method.name](backbone, **cfg.method.hparams)
 
 
