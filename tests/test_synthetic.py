@@ -108,6 +108,9 @@ def test_in_memory_dataset_with_every_recipe():
         "pretext": ({"clip_len": 6, "tasks": ("rotation", "jigsaw")}, "video", (3, 6, 16, 16)),
         "pretext_views": ({"clip_len": 6}, "views", [(3, 6, 16, 16)] * 4),
         "stor": ({"clip_len": 8}, "views", [(3, 8, 16, 16)] * 2),
+        # flow computed on the fly from the in-memory frames (Farneback)
+        "two_stream_sub_clips": ({"clip_len": 3}, "flow_views", [(2, 3, 16, 16)] * 5),
+        "two_stream_multi_clip": ({"clip_len": 4, "num_clips": 2}, "clips", (2, 5, 4, 16, 16)),
     }
     assert set(cases) == set(RECIPES)
     for name, (kwargs, key, shape) in cases.items():
