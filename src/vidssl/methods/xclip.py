@@ -47,12 +47,10 @@ only.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -69,47 +67,11 @@ from vidssl.methods.base import Method
 from vidssl.models.clip_video import CLIP_MEAN, CLIP_STD, NEW_MODULE_KEYS
 from vidssl.models.cov_pool import AuxHead
 from vidssl.text import create_text_encoder
-from vidssl.text.prompts import DEFAULT_TEMPLATE, TEXT_MODES, load_class_list
+from vidssl.text.class_sets import choose_held_out, resolve_class_names
+from vidssl.text.prompts import DEFAULT_TEMPLATE, TEXT_MODES
 from vidssl.text.prompts import class_texts as prompt_texts
 
 TEXT_CHUNK = 64  # class texts encoded per forward when building the table
-
-
-def _synthetic_classes() -> list[str]:
-    from vidssl.data.synthetic import MOTIONS
-
-    return list(MOTIONS)
-
-
-# class-list names that are not shipped class-list files -> their class names (index = label)
-CLASS_LISTS: dict[str, Callable[[], list[str]]] = {"synthetic": _synthetic_classes}
-
-
-def resolve_class_names(source: str) -> list[str]:
-    """Class names of ``source``: a key of ``CLASS_LISTS``, a shipped class list or a file."""
-    if source in CLASS_LISTS:
-        return CLASS_LISTS[source]()
-    return load_class_list(source)
-
-
-def choose_held_out(
-    classes: Sequence[str], names: Sequence[str] | None, fraction: float, seed: int
-) -> list[int]:
-    """Labels of the held-out classes: ``names`` (must be in ``classes``), else a seeded
-    random ``ceil(fraction * K)`` of the K classes (none when ``fraction`` is 0), sorted."""
-    if names:
-        unknown = [n for n in names if n not in classes]
-        if unknown:
-            raise ValueError(f"held_out_classes: unknown class(es) {unknown}; classes: {classes}")
-        labels = sorted({list(classes).index(n) for n in names})
-    elif fraction > 0:
-        count = math.ceil(fraction * len(classes))
-        labels = sorted(np.random.default_rng(seed).permutation(len(classes))[:count].tolist())
-    else:
-        return []
-    if len(labels) >= len(classes):
-        raise ValueError(f"held_out_classes: at least one class must stay for training ({classes})")
-    return labels
 
 
 class XCLIP(Method):
