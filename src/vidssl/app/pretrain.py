@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from vidssl.app.eval import allow_trailing_overrides
-from vidssl.config import ConfigError, load_config
+from vidssl.config import Config, ConfigError, load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +47,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"vidssl pretrain: config error: {err}", file=sys.stderr)
         return 2
 
+    return train(cfg, "pretrain")
+
+
+def train(cfg: Config, command: str) -> int:
+    """Build and fit ``cfg`` (resuming as it says); the exit code of ``vidssl <command>``."""
     from vidssl import dist
     from vidssl.app.train.build import build_trainer
     from vidssl.app.train.checkpoint import CHECKPOINT_NAME, CheckpointError
@@ -60,18 +65,18 @@ def run(args: argparse.Namespace) -> int:
             last = Path(cfg.train.out_dir) / CHECKPOINT_NAME
             resume = str(last) if last.is_file() else ""
             if not resume and info.rank == 0:
-                print(f"vidssl pretrain: no {last} yet, starting from scratch", file=sys.stderr)
+                print(f"vidssl {command}: no {last} yet, starting from scratch", file=sys.stderr)
         if resume:
             trainer.resume(resume)
         trainer.fit()
     except ConfigError as err:
-        print(f"vidssl pretrain: config error: {err}", file=sys.stderr)
+        print(f"vidssl {command}: config error: {err}", file=sys.stderr)
         return 2
     except (NonFiniteLossError, CheckpointError) as err:
-        print(f"vidssl pretrain: stopped: {err}", file=sys.stderr)
+        print(f"vidssl {command}: stopped: {err}", file=sys.stderr)
         return 1
     finally:
         dist.cleanup()
     if info.rank == 0:
-        print(f"vidssl pretrain: done, checkpoint {Path(cfg.train.out_dir) / CHECKPOINT_NAME}")
+        print(f"vidssl {command}: done, checkpoint {Path(cfg.train.out_dir) / CHECKPOINT_NAME}")
     return 0

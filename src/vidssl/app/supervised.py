@@ -18,6 +18,7 @@ Exit codes as ``vidssl pretrain``: 0 done, 1 training stopped, 2 bad configurati
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -85,31 +86,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"vidssl train-supervised: config error: {err}", file=sys.stderr)
         return 2
 
-    from vidssl import dist
-    from vidssl.app.train.build import build_trainer
-    from vidssl.app.train.checkpoint import CHECKPOINT_NAME, CheckpointError
-    from vidssl.app.train.loop import NonFiniteLossError
+    from vidssl.app.pretrain import train
+    from vidssl.app.train.checkpoint import CHECKPOINT_NAME
 
-    info = dist.init_distributed("gloo" if cfg.train.device == "cpu" else None)
-    try:
-        trainer = build_trainer(cfg, info)
-        resume = cfg.train.resume
-        if resume == "auto":
-            last = Path(cfg.train.out_dir) / CHECKPOINT_NAME
-            resume = str(last) if last.is_file() else ""
-        if resume:
-            trainer.resume(resume)
-        trainer.fit()
-    except ConfigError as err:
-        print(f"vidssl train-supervised: config error: {err}", file=sys.stderr)
-        return 2
-    except (NonFiniteLossError, CheckpointError, ValueError) as err:
-        print(f"vidssl train-supervised: stopped: {err}", file=sys.stderr)
-        return 1
-    finally:
-        dist.cleanup()
-    if info.rank == 0:
+    code = train(cfg, "train-supervised")
+    if code == 0 and os.environ.get("RANK", "0") == "0":
         ckpt = Path(cfg.train.out_dir) / CHECKPOINT_NAME
-        print(f"vidssl train-supervised: done, checkpoint {ckpt}")
         print(f"evaluate it with: vidssl eval all --checkpoint {ckpt} --data {cfg.data.dataset}")
-    return 0
+    return code
