@@ -1,0 +1,910 @@
+"""``vidssl bench``: every method on one table, on one dataset with one budget.
+
+    vidssl bench --preset cpu --out runs/bench-cpu            # the table of docs/benchmarks.md
+    vidssl bench --preset tiny --methods simclr,cvrl --seeds 2 --out /tmp/bench
+    vidssl bench --config my_preset.yaml --finetune
+    vidssl bench --preset cpu --out runs/bench-cpu --table-only   # redraw from finished cells
+
+A preset (``configs/bench/<name>.yaml``) is data, so a method added later joins the table by
+name with no change here::
+
+    description: text shown above the table
+    methods: [simclr, moco, ...]        # names in vidssl.methods.METHODS
+    seeds: 1                            # seeds per row (mean ± sample std over them)
+    threads: 0                          # torch intra-op threads per process; 0 = half the
+                                        # CPU cores (see default_threads)
+    pretrain: {data: ..., model: ..., optim: ..., train: ...}   # the shared budget: sections
+                                        # of a `vidssl pretrain` config (vidssl.config)
+    overrides:                          # per method: sections merged over `pretrain`
+      xclip: {model: {backbone: vit_clip}, method: {class_texts: [...]}}
+    supervised: {optim: {lr: 0.1}}      # sections merged over `pretrain` for that row
+    eval:
+      protocols: [retrieval, linear]    # names in vidssl.app.evaluate.PROTOCOL_NAMES
+      split: 1
+      settings: {num_clips: 5, ...}     # vidssl.app.evaluate.EvalConfig fields
+
+Rows: ``random init`` (the shared backbone untrained, as ``vidssl eval --checkpoint random``),
+one per method, and ``supervised (from scratch)`` (``vidssl train-supervised`` on the primary
+labels). Every row is evaluated on the same dataset (``pretrain.data``; overrides may not
+change it) by :func:`vidssl.app.evaluate.evaluate` with the same protocols and settings.
+Seed ``k`` of a trained row seeds its training (the probe uses seed 0); seed ``k`` of the
+random row seeds the initialisation and the probe.
+
+Each (row, seed) is a *cell* in ``OUT/cells/<row>/seed<k>/``: ``cell.json`` (its settings),
+``config.yaml`` (the resolved run config), ``run/`` (the run folder: ``last.pt``,
+``metrics.jsonl``, ``eval/``; ``vidssl report OUT/cells/<row>/seed<k>/run`` draws it),
+``train.json`` (timing, once training finished) and ``result.json`` (the cell is finished).
+A rerun skips finished cells, does not retrain a cell with ``train.json`` and resumes an
+interrupted training from its ``last.pt``. A cell whose settings changed since it ran is an
+error (use another ``--out``). Features are cached in ``OUT/cache``.
+
+Training runs in a child process, ``python -m vidssl pretrain --config cell/config.yaml
+--resume auto`` (exactly the ``vidssl pretrain`` code path; ``train-supervised`` for the
+supervised row), so that its memory can be measured on its own: peak memory is the
+``ru_maxrss`` high-water mark of that process from ``os.wait4`` (DataLoader worker processes
+are not added; the presets load data in the training process). Wall time is measured around
+the child (so it includes ~3-5 s of Python / torch start-up and model building); clips/s is
+the median of the throughput the training loop logs to ``metrics.jsonl``.
+
+Outputs: ``OUT/bench.md``, ``OUT/bench.html`` (the table with the command and the budget) and
+``OUT/bench.json`` (every row's figures). Exit codes: 0 done, 1 a cell failed (the table shows
+it; a rerun retries it), 2 bad preset or arguments (reported before any work, naming the file
+and field).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import hashlib
+import html
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tqdm import tqdm
+
+from vidssl.config import Config, ConfigError, config_from_dict, config_to_dict, save_config
+from vidssl.eval.stats import EvalResult, Table, format_percent, mean_std, to_html, to_markdown
+
+PRESET_DIR = Path(__file__).resolve().parents[3] / "configs" / "bench"
+DEFAULT_PRESET = "cpu"
+SCHEMA = "vidssl.bench/1"
+CELL_NAME = "cell.json"  # the settings of a started cell
+TRAIN_NAME = "train.json"  # a cell whose training finished
+RESULT_NAME = "result.json"  # a finished cell
+PRESET_KEYS = frozenset(
+    {"description", "methods", "seeds", "threads", "pretrain", "overrides", "supervised", "eval"}
+)
+EVAL_KEYS = frozenset({"protocols", "split", "settings"})
+# one dataset for the whole table: per-row overrides may not change these data fields
+SHARED_DATA_FIELDS = ("dataset", "root", "subset", "args")
+
+RANDOM_ROW = "random"
+SUPERVISED_ROW = "supervised"
+# row kind -> label in the table's first column ("{}" = the method name)
+ROW_LABELS: dict[str, str] = {
+    "random": "random init",
+    "pretrain": "{}",
+    "supervised": "supervised (from scratch)",
+}
+# row kind -> the `vidssl` command that trains it (a kind without one is evaluated untrained)
+TRAIN_COMMANDS: dict[str, str] = {"pretrain": "pretrain", "supervised": "train-supervised"}
+
+# protocol -> metrics shown in the table; every label set (motion, appearance) gets a column
+TABLE_METRICS: dict[str, tuple[str, ...]] = {
+    "retrieval": ("R@1", "R@5"),
+    "linear": ("top1",),
+    "knn": ("top1",),
+    "finetune": ("top1",),
+}
+PROTOCOL_PREFIX: dict[str, str] = {
+    "retrieval": "",
+    "linear": "linear ",
+    "knn": "kNN ",
+    "finetune": "fine-tune ",
+}
+METRIC_TITLES: dict[str, str] = {"top1": "top-1", "top5": "top-5"}
+# bytes in one unit of ru_maxrss: KiB on Linux, bytes on macOS
+RSS_UNIT = 1 if sys.platform == "darwin" else 1024
+
+
+class BenchError(ValueError):
+    """A bad preset, argument or out folder; the message names the file and field."""
+
+
+class CellFailed(RuntimeError):
+    """A cell's training or evaluation failed; the bench goes on with the other cells."""
+
+
+# ---------------------------------------------------------------------------------- preset
+
+
+@dataclass
+class Preset:
+    """A parsed bench preset (see the module docstring for the YAML layout)."""
+
+    path: Path
+    description: str
+    methods: list[str]
+    seeds: int
+    threads: int
+    pretrain: dict[str, Any]
+    overrides: dict[str, dict[str, Any]]
+    supervised: dict[str, Any]
+    protocols: list[str]
+    split: int
+    eval_settings: dict[str, Any]
+
+
+def preset_path(name: str) -> Path:
+    """``configs/bench/<name>.yaml``; the error lists the presets there."""
+    path = PRESET_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) if PRESET_DIR.is_dir() else []
+        raise BenchError(f"--preset: no preset {name!r} in {PRESET_DIR}; choose from {known}")
+    return path
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise BenchError(f"{where}: expected a mapping, got {type(value).__name__}")
+    return dict(value)
+
+
+def load_preset(path: str | Path) -> Preset:
+    """Read and shape-check a preset file (run configs are validated per cell by the plan)."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"--config: file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise BenchError(f"{path}: not valid YAML: {err}") from err
+    raw = _mapping(raw, str(path))
+    if set(raw) - PRESET_KEYS:
+        raise BenchError(
+            f"{path}: unknown key(s) {sorted(set(raw) - PRESET_KEYS)}; expected "
+            f"{sorted(PRESET_KEYS)}"
+        )
+    methods = raw.get("methods")
+    if not isinstance(methods, list) or not methods or not all(isinstance(m, str) for m in methods):
+        raise BenchError(f"{path}: methods: expected a non-empty list of method names")
+    seeds = raw.get("seeds", 1)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise BenchError(f"{path}: seeds: expected an integer >= 1, got {seeds!r}")
+    overrides = _mapping(raw.get("overrides"), f"{path}: overrides")
+    ev = _mapping(raw.get("eval"), f"{path}: eval")
+    if set(ev) - EVAL_KEYS:
+        raise BenchError(
+            f"{path}: eval: unknown key(s) {sorted(set(ev) - EVAL_KEYS)}; expected "
+            f"{sorted(EVAL_KEYS)}"
+        )
+    protocols = ev.get("protocols", ["retrieval", "linear"])
+    if not isinstance(protocols, list) or not all(isinstance(p, str) for p in protocols):
+        raise BenchError(f"{path}: eval.protocols: expected a list of protocol names")
+    threads = raw.get("threads", 0)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise BenchError(f"{path}: threads: expected an integer >= 0, got {threads!r}")
+    split = ev.get("split", 1)
+    if isinstance(split, bool) or split not in (1, 2, 3):
+        raise BenchError(f"{path}: eval.split: expected 1, 2 or 3, got {split!r}")
+    return Preset(
+        path=path,
+        description=str(raw.get("description", "")).strip(),
+        methods=list(methods),
+        seeds=seeds,
+        threads=threads,
+        pretrain=_mapping(raw.get("pretrain"), f"{path}: pretrain"),
+        overrides={k: _mapping(v, f"{path}: overrides.{k}") for k, v in overrides.items()},
+        supervised=_mapping(raw.get("supervised"), f"{path}: supervised"),
+        protocols=list(protocols),
+        split=split,
+        eval_settings=_mapping(ev.get("settings"), f"{path}: eval.settings"),
+    )
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` over ``base``: nested mappings merge, anything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def default_threads(requested: int = 0) -> int:
+    """``requested``, or half the CPU cores (at least 1) for 0.
+
+    Half, because the other half runs the data loader process and the system: with as many
+    intra-op threads as cores, every parallel op waits for a thread that a loader (or any
+    other busy process) has pre-empted, which made training 5-10x slower on a shared 2-core
+    machine (measured: 4 vs 22-36 clips/s for the demo's CVRL step).
+    """
+    return requested or max(1, (os.cpu_count() or 2) // 2)
+
+
+# ---------------------------------------------------------------------------------- plan
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (row, seed) of the table; ``kind`` is a key of :data:`ROW_LABELS`."""
+
+    row: str
+    seed: int
+    kind: str
+
+    @property
+    def label(self) -> str:
+        return ROW_LABELS[self.kind].format(self.row)
+
+
+@dataclass
+class CellPlan:
+    """A cell, its folder, its resolved run config (``None``: not trained) and its settings."""
+
+    cell: Cell
+    dir: Path
+    config: Config | None
+    spec: dict[str, Any]  # everything that decides the cell's numbers
+
+    @property
+    def run_dir(self) -> Path:
+        return self.dir / "run"
+
+    @property
+    def spec_sha(self) -> str:
+        text = json.dumps(self.spec, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Bench:
+    """What every cell shares: the preset (after --methods / --seeds), out folder, eval."""
+
+    preset: Preset
+    out: Path
+    protocols: list[str]
+    eval_cfg: Any  # vidssl.app.evaluate.EvalConfig
+    base: Config  # the shared budget (`pretrain` sections), types checked
+
+
+def _row_config(preset: Preset, sections: dict[str, Any], where: str) -> Config:
+    """Validated run config ``pretrain`` <- ``sections``; errors name the preset field."""
+    for name in SHARED_DATA_FIELDS:
+        if name in sections.get("data", {}):
+            raise BenchError(
+                f"{preset.path}: {where}.data.{name}: every row is evaluated on one dataset; "
+                "set it in pretrain.data"
+            )
+    try:
+        return config_from_dict(deep_merge(preset.pretrain, sections), check=True)
+    except ConfigError as err:
+        raise BenchError(f"{preset.path}: {where}: {err}") from err
+
+
+def make_bench(
+    preset: Preset,
+    out: Path,
+    *,
+    methods: Sequence[str] | None = None,
+    seeds: int | None = None,
+    finetune: bool = False,
+) -> Bench:
+    """Apply the command-line choices and check everything shared (before any work)."""
+    from vidssl.app.evaluate import check_protocols, eval_config_from_dict
+    from vidssl.methods import METHODS
+    from vidssl.models.backbones import BACKBONES
+
+    preset = dataclasses.replace(preset)
+    if methods is not None:
+        if not methods:
+            raise BenchError("--methods: give at least one method name")
+        preset.methods = list(methods)
+    if seeds is not None:
+        if seeds < 1:
+            raise BenchError(f"--seeds: must be >= 1, got {seeds}")
+        preset.seeds = seeds
+    where = "--methods" if methods is not None else f"{preset.path}: methods"
+    for name in preset.methods:
+        if name in (RANDOM_ROW, SUPERVISED_ROW):
+            raise BenchError(f"{where}: {name!r} is always in the table as its own row")
+        if name not in METHODS:
+            raise BenchError(f"{where}: unknown method {name!r}; choose from {sorted(METHODS)}")
+    if len(set(preset.methods)) != len(preset.methods):
+        raise BenchError(f"{where}: a method is listed twice")
+    stray = sorted(set(preset.overrides) - set(METHODS))
+    if stray:
+        raise BenchError(f"{preset.path}: overrides: unknown method(s) {stray}")
+    try:
+        protocols = check_protocols([*preset.protocols, *(["finetune"] if finetune else [])])
+        eval_cfg = eval_config_from_dict(preset.eval_settings, "eval.settings")
+        base = config_from_dict(deep_merge(preset.pretrain, {"method": {}}), check=False)
+    except ConfigError as err:
+        raise BenchError(f"{preset.path}: {err}") from err
+    if base.model.backbone not in BACKBONES:  # the random-init row's backbone
+        raise BenchError(
+            f"{preset.path}: pretrain.model.backbone: unknown backbone {base.model.backbone!r}; "
+            f"choose from {sorted(BACKBONES)}"
+        )
+    eval_cfg = dataclasses.replace(eval_cfg, cache_dir=eval_cfg.cache_dir or str(out / "cache"))
+    return Bench(preset, out, protocols, eval_cfg, base)
+
+
+def _num_classes(base: Config) -> int:
+    """Classes of the shared training data's primary labels (the supervised row's head)."""
+    from vidssl.app.train.build import dataset_kwargs
+    from vidssl.data.datasets import DATASETS
+
+    index = DATASETS[base.data.dataset](**dataset_kwargs(base)).index
+    return max(len(index.classes), max((item.label for item in index.items), default=-1) + 1)
+
+
+def _row_sections(bench: Bench) -> list[tuple[str, str, dict[str, Any] | None, str]]:
+    """(row, kind, config sections over `pretrain` or None, preset field) in table order."""
+    preset = bench.preset
+    rows: list[tuple[str, str, dict[str, Any] | None, str]] = [(RANDOM_ROW, "random", None, "")]
+    for name in preset.methods:
+        sections = deep_merge(preset.overrides.get(name, {}), {"method": {"name": name}})
+        rows.append((name, "pretrain", sections, f"overrides.{name}"))
+    supervised = deep_merge(preset.supervised, {"method": {"name": "supervised"}})
+    supervised["method"].setdefault("num_classes", _num_classes(bench.base))
+    rows.append((SUPERVISED_ROW, "supervised", supervised, "supervised"))
+    return rows
+
+
+def plan_cells(bench: Bench) -> list[CellPlan]:
+    """Every cell in table order (random, methods, supervised); run configs validated."""
+    shared = {
+        "data": config_to_dict(bench.base)["data"],
+        "protocols": bench.protocols,
+        "split": bench.preset.split,
+        "eval": {k: v for k, v in dataclasses.asdict(bench.eval_cfg).items() if k != "cache_dir"},
+    }
+    plans = []
+    for row, kind, sections, where in _row_sections(bench):
+        for seed in range(bench.preset.seeds):
+            cell_dir = bench.out / "cells" / row / f"seed{seed}"
+            config: Config | None = None
+            if sections is None:
+                model = bench.base.model
+                run = {"backbone": model.backbone, "width": model.width, "seed": seed}
+            else:
+                config = _row_config(
+                    bench.preset, deep_merge(sections, {"train": {"seed": seed}}), where
+                )
+                config.train.out_dir = str(cell_dir / "run")
+                config.train.resume = ""
+                run = config_to_dict(config)
+                run["train"].pop("out_dir")
+            spec = {"kind": kind, "run": run, **shared}
+            plans.append(CellPlan(Cell(row, seed, kind), cell_dir, config, spec))
+    return plans
+
+
+def check_out_dir(plans: Sequence[CellPlan]) -> None:
+    """Cells started before with other settings make the folder unusable: say which."""
+    changed = []
+    for plan in plans:
+        path = plan.dir / CELL_NAME
+        if path.is_file():
+            try:
+                old = json.loads(path.read_text()).get("spec_sha")
+            except (OSError, json.JSONDecodeError):
+                old = None
+            if old != plan.spec_sha:
+                changed.append(f"{plan.cell.row} seed {plan.cell.seed}")
+    if changed:
+        raise BenchError(
+            f"--out: cells {', '.join(changed)} in {plans[0].dir.parents[2]} were run with other "
+            "settings; use another --out folder (or delete those cells)"
+        )
+
+
+# ---------------------------------------------------------------------------------- running
+
+
+@dataclass
+class Measured:
+    """A child process: exit code (negative = killed by that signal), wall time, peak RSS."""
+
+    exit_code: int
+    wall_s: float
+    peak_rss_mb: float | None
+
+
+def run_measured(cmd: Sequence[str], env: dict[str, str] | None = None) -> Measured:
+    """Run ``cmd`` and measure its wall time and its ``ru_maxrss`` (``os.wait4``; None on
+    platforms without it). The child's output goes to this process's stdout / stderr."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(list(cmd), env=env)
+    try:
+        if hasattr(os, "wait4"):
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = code = os.waitstatus_to_exitcode(status)
+            peak: float | None = usage.ru_maxrss * RSS_UNIT / 2**20
+        else:  # pragma: no cover - Windows
+            code, peak = proc.wait(), None
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return Measured(code, time.perf_counter() - start, peak)
+
+
+def read_throughput(metrics_path: Path) -> tuple[float | None, int]:
+    """Median logged ``clips_per_s`` of the step records and the last step (0 if none)."""
+    rates, step = [], 0
+    if metrics_path.is_file():
+        for line in metrics_path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and record.get("kind") == "step":
+                rates.append(float(record.get("clips_per_s", float("nan"))))
+                step = max(step, int(record.get("step", 0)))
+    rates = [r for r in rates if r == r]  # drop NaN
+    return (statistics.median(rates) if rates else None), step
+
+
+def train_cell(plan: CellPlan, command: str, threads: int) -> dict[str, Any]:
+    """Train the cell's run in a child process (or reuse a finished training)."""
+    done = plan.dir / TRAIN_NAME
+    if done.is_file():
+        return json.loads(done.read_text())
+    assert plan.config is not None
+    config_path = plan.dir / "config.yaml"
+    save_config(plan.config, config_path)
+    resumed = (plan.run_dir / "last.pt").is_file()
+    cmd = [sys.executable, "-m", "vidssl", command, "--config", str(config_path)]
+    cmd += ["--resume", "auto"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    measured = run_measured(cmd, env)
+    if measured.exit_code != 0:
+        raise CellFailed(f"`{shlex.join(cmd)}` exited with code {measured.exit_code}")
+    clips_per_s, steps = read_throughput(plan.run_dir / "metrics.jsonl")
+    record = {
+        "command": shlex.join(["vidssl", *cmd[3:]]),
+        "wall_s": measured.wall_s,
+        "peak_rss_mb": measured.peak_rss_mb,
+        "clips_per_s": clips_per_s,
+        "steps": steps,
+        "resumed": resumed,  # the wall time then covers only the last attempt
+        "threads": threads,
+    }
+    done.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def evaluate_cell(bench: Bench, plan: CellPlan) -> list[EvalResult]:
+    """The cell's results: its checkpoint, or a random init drawn from the cell's seed."""
+    from vidssl.app.evaluate import evaluate
+
+    data, seed, eval_cfg = bench.base.data, plan.cell.seed, bench.eval_cfg
+    kwargs: dict[str, Any] = {"seeds": 1}
+    checkpoint = str(plan.run_dir / "last.pt")
+    if plan.config is None:  # random init: the shared backbone and clip settings
+        checkpoint = "random"
+        kwargs = {
+            "seeds": seed + 1,  # evaluate() runs seeds 0..n-1; earlier ones hit the cache
+            "backbone": bench.base.model.backbone,
+            "width": bench.base.model.width,
+        }
+        eval_cfg = dataclasses.replace(
+            eval_cfg,
+            clip_len=eval_cfg.clip_len or data.clip_len,
+            stride=eval_cfg.stride or data.stride,
+            size=eval_cfg.size or data.size,
+        )
+    results = evaluate(
+        checkpoint,
+        protocols=bench.protocols,
+        dataset=data.dataset,
+        root=data.root or None,
+        dataset_args=dict(data.args),
+        split=bench.preset.split,
+        out_dir=plan.run_dir,
+        eval_cfg=eval_cfg,
+        **kwargs,
+    )
+    keep = seed if plan.config is None else 0
+    return [r for r in results if r.seed == keep]
+
+
+def run_cell(bench: Bench, plan: CellPlan) -> dict[str, Any]:
+    """Train (if the row trains), evaluate, write ``result.json``; returns the record."""
+    plan.dir.mkdir(parents=True, exist_ok=True)
+    cell_file = plan.dir / CELL_NAME
+    cell_file.write_text(json.dumps({"spec_sha": plan.spec_sha, "spec": plan.spec}, indent=2))
+    command = TRAIN_COMMANDS.get(plan.cell.kind)
+    threads = default_threads(bench.preset.threads)
+    train = train_cell(plan, command, threads) if command else None
+    start = time.perf_counter()
+    results = evaluate_cell(bench, plan)
+    record = cell_record(bench, plan, train, results, time.perf_counter() - start)
+    (plan.dir / RESULT_NAME).write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def cell_record(
+    bench: Bench,
+    plan: CellPlan,
+    train: dict[str, Any] | None,
+    results: list[EvalResult],
+    eval_s: float,
+) -> dict[str, Any]:
+    """The JSON of a finished (or failed: ``error``) cell."""
+    model = plan.config.model if plan.config is not None else bench.base.model
+    return {
+        "schema": SCHEMA,
+        "row": plan.cell.row,
+        "label": plan.cell.label,
+        "kind": plan.cell.kind,
+        "seed": plan.cell.seed,
+        "spec_sha": plan.spec_sha,
+        "backbone": model.backbone,
+        "width": model.width,
+        "train": train,
+        "eval_s": eval_s,
+        "results": [r.to_json() for r in results],
+    }
+
+
+def load_record(plan: CellPlan) -> dict[str, Any] | None:
+    """The finished cell's record, or None (not finished, other settings, unreadable)."""
+    path = plan.dir / RESULT_NAME
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return record if record.get("spec_sha") == plan.spec_sha else None
+
+
+def run_bench(bench: Bench, plans: Sequence[CellPlan], *, run: bool = True) -> list[dict[str, Any]]:
+    """Run every unfinished cell (``run=False``: only collect finished ones); a failing cell
+    gets a record with ``error`` and the others go on."""
+    import torch
+
+    records: list[dict[str, Any] | None] = [load_record(p) for p in plans]
+    todo = [i for i, r in enumerate(records) if r is None] if run else []
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(default_threads(bench.preset.threads))  # for the evaluations
+    bar = tqdm(
+        total=len(plans), initial=len(plans) - len(todo), desc="bench", unit="cell",
+        dynamic_ncols=True, disable=not todo,
+    )  # fmt: skip
+    try:
+        for i in todo:
+            plan = plans[i]
+            what = "training + evaluating" if plan.config is not None else "evaluating"
+            tqdm.write(
+                f"bench: [{i + 1}/{len(plans)}] {plan.cell.label}, seed {plan.cell.seed}: {what}"
+            )
+            try:
+                records[i] = run_cell(bench, plan)
+            except Exception as err:  # one broken cell must not stop the table
+                traceback.print_exc()
+                message = f"{type(err).__name__}: {err}"
+                tqdm.write(f"bench: {plan.cell.label}, seed {plan.cell.seed} FAILED: {message}")
+                records[i] = {**cell_record(bench, plan, None, [], 0.0), "error": message}
+            bar.update(1)
+    finally:
+        bar.close()
+        torch.set_num_threads(threads_before)
+    return [
+        r if r is not None else {**cell_record(bench, p, None, [], 0.0), "error": "not run"}
+        for p, r in zip(plans, records)
+    ]
+
+
+# ---------------------------------------------------------------------------------- table
+
+
+@dataclass
+class Row:
+    """One table row: a method (or baseline) over its seeds."""
+
+    label: str
+    backbone: str
+    results: list[EvalResult] = field(default_factory=list)
+    train_s: list[float] = field(default_factory=list)
+    clips_per_s: list[float] = field(default_factory=list)
+    peak_rss_mb: list[float] = field(default_factory=list)
+    seeds: int = 0  # finished seeds
+    resumed: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+def collect_rows(records: Sequence[dict[str, Any]]) -> list[Row]:
+    """Group cell records into rows (first-seen order)."""
+    rows: dict[str, Row] = {}
+    for rec in records:
+        backbone = f"{rec['backbone']} ×{rec['width']:g}"
+        row = rows.setdefault(rec["row"], Row(rec["label"], backbone))
+        if "error" in rec:
+            row.errors.append(f"seed {rec['seed']}: {rec['error']}")
+            continue
+        row.seeds += 1
+        row.results += [
+            EvalResult.from_json(r, f"{rec['row']} seed {rec['seed']}") for r in rec["results"]
+        ]
+        train = rec.get("train")
+        if train:
+            row.train_s.append(train["wall_s"])
+            row.resumed |= bool(train.get("resumed"))
+            if train.get("clips_per_s") is not None:
+                row.clips_per_s.append(train["clips_per_s"])
+            if train.get("peak_rss_mb") is not None:
+                row.peak_rss_mb.append(train["peak_rss_mb"])
+    return list(rows.values())
+
+
+def metric_columns(rows: Sequence[Row], protocols: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(protocol, label set, metric) of every column, in protocol then label-set order."""
+    label_sets = list(dict.fromkeys(r.label_set for row in rows for r in row.results))
+    columns = []
+    for protocol in protocols:
+        for label_set in label_sets:
+            for metric in TABLE_METRICS.get(protocol, ("top1",)):
+                present = any(
+                    r.protocol == protocol and r.label_set == label_set and metric in r.metrics
+                    for row in rows
+                    for r in row.results
+                )
+                if present:
+                    columns.append((protocol, label_set or "", metric))
+    return columns
+
+
+def _column_title(protocol: str, label_set: str, metric: str) -> str:
+    title = f"{PROTOCOL_PREFIX.get(protocol, protocol + ' ')}{METRIC_TITLES.get(metric, metric)}"
+    return f"{title} {label_set}".strip()
+
+
+def _metric_cell(row: Row, protocol: str, label_set: str, metric: str) -> str:
+    values = [
+        r.metrics[metric]
+        for r in row.results
+        if r.protocol == protocol and (r.label_set or "") == label_set and metric in r.metrics
+    ]
+    return format_percent(*mean_std(values), len(values)) if values else "–"
+
+
+def _mean_text(
+    values: Sequence[float], fmt: str, reduce: Callable[[Sequence[float]], float]
+) -> str:
+    return format(reduce(values), fmt) if values else "–"
+
+
+def bench_table(rows: Sequence[Row], protocols: Sequence[str], resources: bool = True) -> Table:
+    """Metrics (%, mean ± std over seeds) and, with ``resources``, training time (mean),
+    clips/s (mean) and peak memory (max over seeds)."""
+    columns = metric_columns(rows, protocols)
+    header = ["method", "backbone", "seeds", *(_column_title(*c) for c in columns)]
+    if resources:
+        header += ["train (min)", "clips/s", "peak RSS (MB)"]
+    body = []
+    for row in rows:
+        if not row.seeds:
+            body.append([f"{row.label} (failed)", row.backbone, "0", *["–"] * (len(header) - 3)])
+            continue
+        cells = [
+            row.label + (" (some seeds failed)" if row.errors else ""),
+            row.backbone,
+            str(row.seeds),
+            *(_metric_cell(row, *c) for c in columns),
+        ]
+        if resources:
+            minutes = _mean_text([s / 60 for s in row.train_s], ".1f", statistics.fmean)
+            cells += [
+                minutes + ("*" if row.resumed else ""),
+                _mean_text(row.clips_per_s, ".0f", statistics.fmean),
+                _mean_text(row.peak_rss_mb, ".0f", max),
+            ]
+        body.append(cells)
+    return Table(title="vidssl bench", columns=header, rows=body)
+
+
+# ---------------------------------------------------------------------------------- documents
+
+
+def _flatten(sections: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key, value in sections.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value and prefix.count(".") < 1:
+            out += _flatten(value, f"{name}.")
+        else:
+            text = json.dumps(value) if not isinstance(value, str) else value
+            out.append(f"{name}={text if len(text) <= 60 else text[:57] + '...'}")
+    return out
+
+
+def budget_lines(bench: Bench) -> list[str]:
+    """What the table was run with, in words (shared budget, per-row overrides, eval)."""
+    b, e = bench.base, bench.eval_cfg
+    args = ", ".join(f"{k}={v}" for k, v in b.data.args.items())
+    steps = f"{b.train.max_steps} steps" if b.train.max_steps else f"{b.train.epochs} epochs"
+    subset = f", training subset {b.data.subset}" if b.data.subset else ""
+    recipe = ", ".join(f"{k}={v}" for k, v in b.data.recipe.items())
+    lines = [
+        f"dataset: {b.data.dataset}" + (f" ({args})" if args else "") + subset,
+        f"clips: {b.data.clip_len} frames, stride {b.data.stride:g}, {b.data.size} px"
+        + (f", augmentation {recipe}" if recipe else "")
+        + f"; batch {b.data.batch_size}, loader workers: {b.data.workers}",
+        f"backbone: {b.model.backbone} at width {b.model.width:g}; optimiser {b.optim.name}, "
+        f"lr {b.optim.lr:g}; {steps}; amp {b.train.amp} (auto = bf16 on CPU), channels_last "
+        f"{b.train.channels_last}",
+        f"evaluation: {', '.join(bench.protocols)} on split {bench.preset.split}, "
+        f"{e.num_clips} clips x {e.num_crops} crop(s) per video, linear probe {e.linear_epochs} "
+        f"epochs",
+    ]
+    for name in bench.preset.methods:
+        over = bench.preset.overrides.get(name)
+        if over:
+            lines.append(f"{name} overrides: {', '.join(_flatten(over))}")
+    if bench.preset.supervised:
+        lines.append(f"supervised overrides: {', '.join(_flatten(bench.preset.supervised))}")
+    return lines
+
+
+NOTES = (
+    "Metrics in %: mean ± sample std over the seeds when there is more than one. R@k: share "
+    "of test videos with a same-class training video among their k nearest neighbours "
+    "(cosine similarity of frozen features); linear: top-1 of a linear probe on frozen "
+    "features. Motion labels are visible only across frames, appearance labels in a single "
+    "frame. train (min): wall time of the training process, start-up included (* = resumed "
+    "after an interruption: the last attempt only). clips/s: median throughput logged by the "
+    "training loop. peak RSS: ru_maxrss high-water mark of the training process (os.wait4 on "
+    "the child; data loader workers not added). The random-init row is not trained; the "
+    "supervised row is trained on the primary (motion) labels. Each trained row is evaluated "
+    "at its own training clip length and crop size."
+)
+
+
+def machine_line(threads: int) -> str:
+    import torch
+
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU(s), {threads} torch "
+        f"thread(s) per process, Python {platform.python_version()}, torch {torch.__version__}"
+    )
+
+
+def write_outputs(
+    bench: Bench, records: Sequence[dict[str, Any]], command: str, total_s: float | None
+) -> Table:
+    """``OUT/bench.md``, ``OUT/bench.html`` and ``OUT/bench.json``."""
+    rows = collect_rows(records)
+    table = bench_table(rows, bench.protocols)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    facts = [f"command: `{command}`", f"preset: {bench.preset.path.name}", *budget_lines(bench)]
+    threads = default_threads(bench.preset.threads)
+    facts += [f"machine: {machine_line(threads)}", f"written {stamp}"]
+    if total_s is not None:
+        facts.append(f"wall time of this invocation: {total_s / 60:.1f} min")
+    md = [f"# vidssl bench: {bench.preset.path.stem}", ""]
+    if bench.preset.description:
+        md += [bench.preset.description, ""]
+    md += [f"- {f}" for f in facts] + ["", to_markdown(table), NOTES, ""]
+    bench.out.mkdir(parents=True, exist_ok=True)
+    (bench.out / "bench.md").write_text("\n".join(md))
+    items = "".join(f"<li>{html.escape(f).replace('`', '')}</li>" for f in facts)
+    page = (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>vidssl bench: {html.escape(bench.preset.path.stem)}</title><style>"
+        "body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem}"
+        "table{border-collapse:collapse;font-size:.92rem}th,td{border:1px solid #d0d7de;"
+        "padding:.3rem .6rem;text-align:right}th:first-child,td:first-child{text-align:left}"
+        "thead{background:#f0f3f6}caption{text-align:left;font-weight:600}</style></head><body>"
+        f"<h1>vidssl bench: {html.escape(bench.preset.path.stem)}</h1>"
+        f"<p>{html.escape(bench.preset.description)}</p><ul>{items}</ul>"
+        f"{to_html(table, caption='')}<p>{html.escape(NOTES)}</p></body></html>\n"
+    )
+    (bench.out / "bench.html").write_text(page)
+    summary = {
+        "schema": SCHEMA,
+        "command": command,
+        "preset": str(bench.preset.path),
+        "columns": table.columns,
+        "rows": table.rows,
+        "cells": list(records),
+    }
+    (bench.out / "bench.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return table
+
+
+# ---------------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "--preset",
+        default=None,
+        metavar="NAME",
+        help=f"preset in configs/bench/ (tiny: tests, cpu: the real table; default {DEFAULT_PRESET})",
+    )
+    which.add_argument("--config", default=None, metavar="FILE", help="a preset YAML file")
+    parser.add_argument(
+        "--methods", default=None, metavar="A,B,C", help="methods to run (default: the preset's)"
+    )
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per row (default: preset)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default runs/bench-<preset>)"
+    )
+    parser.add_argument(
+        "--finetune", action="store_true", help="also fine-tune every row end to end"
+    )
+    parser.add_argument(
+        "--table-only",
+        action="store_true",
+        help="write the table from the finished cells without running anything",
+    )
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The `vidssl bench` invocation that reproduces this run."""
+    parts = ["vidssl", "bench"]
+    parts += (
+        ["--config", args.config] if args.config else ["--preset", args.preset or DEFAULT_PRESET]
+    )
+    if args.methods:
+        parts += ["--methods", args.methods]
+    if args.seeds is not None:
+        parts += ["--seeds", str(args.seeds)]
+    if args.out is not None:
+        parts += ["--out", str(args.out)]
+    if args.finetune:
+        parts.append("--finetune")
+    return shlex.join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    try:
+        path = Path(args.config) if args.config else preset_path(args.preset or DEFAULT_PRESET)
+        preset = load_preset(path)
+        out = args.out or Path("runs") / f"bench-{path.stem}"
+        methods = (
+            [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+        )
+        bench = make_bench(preset, out, methods=methods, seeds=args.seeds, finetune=args.finetune)
+        plans = plan_cells(bench)
+        check_out_dir(plans)
+    except BenchError as err:
+        print(f"vidssl bench: {err}", file=sys.stderr)
+        return 2
+    records = run_bench(bench, plans, run=not args.table_only)
+    table = write_outputs(
+        bench, records, command_line(args), None if args.table_only else time.perf_counter() - start
+    )
+    print(to_markdown(table))
+    print(f"vidssl bench: wrote {out / 'bench.md'} and {out / 'bench.html'}")
+    failed = [r for r in records if "error" in r]
+    if failed:
+        print(
+            f"vidssl bench: {len(failed)} cell(s) did not finish; rerun to retry", file=sys.stderr
+        )
+    return 1 if failed else 0

@@ -1,0 +1,266 @@
+"""`vidssl bench`: presets, the plan, measured child processes, the table, resuming."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from vidssl.app import bench
+from vidssl.app.cli import main
+from vidssl.eval.stats import EvalResult
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _result(protocol: str, label_set: str, metrics: dict[str, float], seed: int = 0) -> dict:
+    return EvalResult(protocol, "1", metrics, seed=seed, label_set=label_set).to_json()
+
+
+def _record(row: str, kind: str, seed: int, results: list[dict], **extra: Any) -> dict:
+    return {
+        "row": row,
+        "label": bench.ROW_LABELS[kind].format(row),
+        "kind": kind,
+        "seed": seed,
+        "backbone": "r3d_18",
+        "width": 0.25,
+        "train": None,
+        "results": results,
+        **extra,
+    }
+
+
+# ---------------------------------------------------------------------------------- units
+
+
+def test_table_means_and_stds_over_seeds_by_hand() -> None:
+    train = {"wall_s": 120.0, "clips_per_s": 50.0, "peak_rss_mb": 500.0}
+    records = [
+        _record("random", "random", 0, [_result("retrieval", "motion", {"R@1": 0.1, "R@5": 0.3})]),
+        _record(
+            "simclr",
+            "pretrain",
+            0,
+            [
+                _result("retrieval", "motion", {"R@1": 0.40, "R@5": 0.70}),
+                _result("linear", "motion", {"top1": 0.50, "top5": 0.9}),
+                _result("linear", "appearance", {"top1": 0.90, "top5": 1.0}),
+            ],
+            train=train,
+        ),
+        _record(
+            "simclr",
+            "pretrain",
+            1,
+            [
+                _result("retrieval", "motion", {"R@1": 0.60, "R@5": 0.80}, seed=0),
+                _result("linear", "motion", {"top1": 0.70, "top5": 0.9}),
+                _result("linear", "appearance", {"top1": 0.80, "top5": 1.0}),
+            ],
+            train={**train, "wall_s": 240.0, "peak_rss_mb": 700.0, "resumed": True},
+        ),
+        _record("supervised", "supervised", 0, [], error="CellFailed: exited with code 1"),
+    ]
+    table = bench.bench_table(bench.collect_rows(records), ["retrieval", "linear"])
+    assert table.columns == [
+        "method",
+        "backbone",
+        "seeds",
+        "R@1 motion",
+        "R@5 motion",
+        "linear top-1 motion",
+        "linear top-1 appearance",
+        "train (min)",
+        "clips/s",
+        "peak RSS (MB)",
+    ]
+    random, simclr, supervised = table.rows
+    assert random == ["random init", "r3d_18 ×0.25", "1", "10.0", "30.0", "–", "–", "–", "–", "–"]
+    # R@1: mean 50, sample std of (40, 60) = 14.14; time: mean of 2 and 4 min, resumed -> *
+    assert simclr == [
+        "simclr",
+        "r3d_18 ×0.25",
+        "2",
+        "50.0 ± 14.1",
+        "75.0 ± 7.1",
+        "60.0 ± 14.1",
+        "85.0 ± 7.1",
+        "3.0*",
+        "50",
+        "700",
+    ]
+    assert supervised[0] == "supervised (from scratch) (failed)" and supervised[2] == "0"
+    assert set(supervised[3:]) == {"–"}
+
+
+def test_read_throughput_is_the_median_of_step_records(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    lines = [
+        {"kind": "step", "step": 10, "clips_per_s": 5.0},
+        {"kind": "epoch", "step": 12, "clips_per_s": 1000.0},
+        {"kind": "step", "step": 20, "clips_per_s": 30.0},
+        {"kind": "step", "step": 30, "clips_per_s": 20.0},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines) + "not json\n")
+    assert bench.read_throughput(path) == (20.0, 30)
+    assert bench.read_throughput(tmp_path / "missing.jsonl") == (None, 0)
+
+
+def test_run_measured_reports_exit_code_and_the_childs_peak_memory() -> None:
+    grow = "b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096])"
+    big = bench.run_measured([sys.executable, "-c", grow])
+    small = bench.run_measured([sys.executable, "-c", "raise SystemExit(3)"])
+    assert big.exit_code == 0 and small.exit_code == 3
+    assert big.peak_rss_mb is not None and small.peak_rss_mb is not None
+    assert big.peak_rss_mb >= 300 > small.peak_rss_mb
+    assert big.wall_s > 0
+
+
+def test_deep_merge_merges_mappings_and_replaces_the_rest() -> None:
+    base = {"data": {"size": 32, "args": {"a": 1}}, "method": {"tasks": [1, 2]}}
+    out = bench.deep_merge(base, {"data": {"args": {"b": 2}}, "method": {"tasks": [3]}})
+    assert out == {"data": {"size": 32, "args": {"a": 1, "b": 2}}, "method": {"tasks": [3]}}
+    assert base["data"]["args"] == {"a": 1}  # not modified
+
+
+# ---------------------------------------------------------------------------------- plan
+
+
+def _tiny(tmp_path: Path, **changes: Any) -> Path:
+    raw = yaml.safe_load((REPO / "configs/bench/tiny.yaml").read_text())
+    raw.update(changes)
+    path = tmp_path / "preset.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_a_new_method_joins_the_table_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vidssl.methods import METHODS
+
+    monkeypatch.setitem(METHODS, "newmethod", METHODS["simclr"])
+    path = _tiny(tmp_path, methods=["simclr", "newmethod"], seeds=2)
+    preset = bench.load_preset(path)
+    plans = bench.plan_cells(bench.make_bench(preset, tmp_path / "out"))
+    rows = [(p.cell.row, p.cell.seed) for p in plans]
+    assert rows == [(r, s) for r in ("random", "simclr", "newmethod", "supervised") for s in (0, 1)]
+    new = next(p for p in plans if p.cell.row == "newmethod" and p.cell.seed == 1)
+    assert new.config is not None and new.config.method.name == "newmethod"
+    assert new.config.train.seed == 1
+    assert new.config.train.out_dir == str(tmp_path / "out/cells/newmethod/seed1/run")
+    supervised = next(p for p in plans if p.cell.row == "supervised")
+    assert supervised.config is not None and supervised.config.method.name == "supervised"
+    assert supervised.config.method.hparams["num_classes"] == 8  # the synthetic motions
+
+
+def test_per_method_overrides_apply_to_that_method_only(tmp_path: Path) -> None:
+    preset = bench.load_preset(REPO / "configs/bench/cpu.yaml")
+    plans = {p.cell.row: p for p in bench.plan_cells(bench.make_bench(preset, tmp_path))}
+    assert plans["mtcl"].config.model.backbone == "r2plus1d_18_sta"
+    assert plans["mtcl"].config.data.clip_len == 9
+    assert plans["simclr"].config.model.backbone == "r3d_18"
+    assert plans["simclr"].config.data.clip_len == 8
+    assert plans["xclip"].config.train.channels_last is False
+    assert plans["xclip"].config.optim.name == "adamw" and plans["byol"].config.optim.name == "sgd"
+    assert plans["moco"].config.optim.lr == 0.03 and plans["simclr"].config.optim.lr == 0.05
+    # one budget: every method runs the same number of steps on the same data; the
+    # supervised row's own budget comes from the preset's `supervised` section
+    methods = [p.config for p in plans.values() if p.cell.kind == "pretrain"]
+    assert {c.train.max_steps for c in methods} == {preset.pretrain["train"]["max_steps"]}
+    supervised = plans["supervised"].config
+    assert supervised.train.max_steps == preset.supervised["train"]["max_steps"]
+    assert len({json.dumps(c.data.args, sort_keys=True) for c in [*methods, supervised]}) == 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "argv", "message"),
+    [
+        ({}, ["--methods", "simclr,nosuch"], "--methods: unknown method 'nosuch'"),
+        ({}, ["--methods", "simclr,supervised"], "always in the table"),
+        ({"colour": 1}, [], "unknown key(s) ['colour']"),
+        ({"overrides": {"simclr": {"data": {"args": {"num_videos": 8}}}}}, [], "data.args"),
+        ({"overrides": {"simclr": {"method": {"temprature": 0.2}}}}, [], "method.temprature"),
+        ({"eval": {"protocols": ["retrieval", "zero"]}}, [], "unknown protocol 'zero'"),
+        ({"eval": {"settings": {"num_clip": 2}}}, [], "eval.settings.num_clip"),
+    ],
+)
+def test_bad_presets_are_reported_before_any_work(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    changes: dict[str, Any],
+    argv: list[str],
+    message: str,
+) -> None:
+    path = _tiny(tmp_path, **changes)
+    out = tmp_path / "out"
+    assert main(["bench", "--config", str(path), "--out", str(out), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert not out.exists()
+
+
+def test_unknown_preset_lists_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--preset", "nosuch"]) == 2
+    assert "choose from" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------- end to end
+
+
+def test_tiny_bench_writes_the_table_and_a_rerun_skips_finished_cells(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "bench"
+    argv = ["bench", "--preset", "tiny", "--methods", "simclr,byol", "--seeds", "1"]
+    argv += ["--out", str(out)]
+    assert main(argv) == 0
+
+    summary = json.loads((out / "bench.json").read_text())
+    labels = [row[0] for row in summary["rows"]]
+    assert labels == ["random init", "simclr", "byol", "supervised (from scratch)"]
+    columns = summary["columns"]
+    for name in ("R@1 motion", "R@5 motion", "linear top-1 motion", "linear top-1 appearance"):
+        assert name in columns
+    assert columns[-3:] == ["train (min)", "clips/s", "peak RSS (MB)"]
+    for row in summary["rows"]:
+        metrics = row[3:-3]
+        assert all(0.0 <= float(cell) <= 100.0 for cell in metrics), row
+        trained = row[0] != "random init"
+        assert all((cell != "–") == trained for cell in row[-3:]), row
+    md, page = (out / "bench.md").read_text(), (out / "bench.html").read_text()
+    for label in labels:
+        assert f"| {label} |" in md and f"<td>{label}</td>" in page
+    assert "vidssl bench --preset tiny --methods simclr,byol --seeds 1" in md
+    for row in ("random", "simclr", "byol", "supervised"):
+        cell = out / "cells" / row / "seed0"
+        assert (cell / "result.json").is_file()
+        assert len(list((cell / "run/eval").glob("*.json"))) == 4  # 2 protocols x 2 label sets
+    sup = yaml.safe_load((out / "cells/supervised/seed0/run/config.yaml").read_text())
+    assert sup["method"]["name"] == "supervised"
+
+    # a rerun trains and evaluates nothing: every cell is finished
+    def forbidden(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a finished cell was run again")
+
+    monkeypatch.setattr(bench, "run_measured", forbidden)
+    monkeypatch.setattr(bench, "evaluate_cell", forbidden)
+    before = {p: p.stat().st_mtime_ns for p in out.glob("cells/*/seed0/result.json")}
+    assert main(argv) == 0
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    assert json.loads((out / "bench.json").read_text())["rows"] == summary["rows"]
+
+    # a cell whose training finished but whose evaluation did not is evaluated, not retrained
+    monkeypatch.undo()
+    monkeypatch.setattr(bench, "run_measured", forbidden)
+    (out / "cells/byol/seed0/result.json").unlink()
+    assert main(argv) == 0
+    assert json.loads((out / "bench.json").read_text())["rows"] == summary["rows"]
+
+    # other settings in the same folder are refused
+    assert main([*argv[:-2], "--out", str(out), "--finetune"]) == 2
