@@ -112,12 +112,20 @@ def test_read_throughput_is_the_median_of_step_records(tmp_path: Path) -> None:
 
 
 def test_run_measured_reports_exit_code_and_the_childs_peak_memory() -> None:
-    grow = "b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096])"
+    # hold the peak for a moment: memory is sampled every 20 ms (a training run holds it for minutes)
+    grow = "import time; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(0.3)"
     big = bench.run_measured([sys.executable, "-c", grow])
     small = bench.run_measured([sys.executable, "-c", "raise SystemExit(3)"])
     assert big.exit_code == 0 and small.exit_code == 3
     assert big.peak_rss_mb is not None and small.peak_rss_mb is not None
     assert big.peak_rss_mb >= 300 > small.peak_rss_mb
+    # the parent's own memory is not counted: hold 400 MB here and measure a small child again
+    ballast = bytearray(400 * 2**20)
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    assert (
+        bench.run_measured([sys.executable, "-c", "import time; time.sleep(0.2)"]).peak_rss_mb < 300
+    )
+    del ballast
     assert big.wall_s > 0
 
 

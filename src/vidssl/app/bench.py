@@ -431,16 +431,40 @@ class Measured:
     peak_rss_mb: float | None
 
 
+def _vm_hwm_mb(pid: int) -> float | None:
+    """``VmHWM`` (peak resident set of the process's current address space) in MB, if known."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB -> MB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def run_measured(cmd: Sequence[str], env: dict[str, str] | None = None) -> Measured:
-    """Run ``cmd`` and measure its wall time and its ``ru_maxrss`` (``os.wait4``; None on
-    platforms without it). The child's output goes to this process's stdout / stderr."""
+    """Run ``cmd`` and measure its wall time and peak resident memory.
+
+    Peak memory is the child's ``VmHWM`` from ``/proc``, sampled every 20 ms while it runs:
+    that counter belongs to the address space the child ``exec``-ed, so, unlike ``ru_maxrss``
+    from ``wait4`` (which Linux carries over from the parent's memory at fork/exec), it does not
+    include this process's own memory. Without ``/proc`` it falls back to ``ru_maxrss``.
+    """
     start = time.perf_counter()
     proc = subprocess.Popen(list(cmd), env=env)
+    hwm: float | None = None
     try:
         if hasattr(os, "wait4"):
-            _, status, usage = os.wait4(proc.pid, 0)
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                sample = _vm_hwm_mb(proc.pid)
+                if sample is not None:
+                    hwm = max(hwm or 0.0, sample)
+                time.sleep(0.02)
             proc.returncode = code = os.waitstatus_to_exitcode(status)
-            peak: float | None = usage.ru_maxrss * RSS_UNIT / 2**20
+            peak: float | None = hwm if hwm is not None else usage.ru_maxrss * RSS_UNIT / 2**20
         else:  # pragma: no cover - Windows
             code, peak = proc.wait(), None
     except BaseException:
