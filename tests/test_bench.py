@@ -261,7 +261,9 @@ def test_tiny_bench_writes_the_table_and_a_rerun_skips_finished_cells(
     before = {p: p.stat().st_mtime_ns for p in out.glob("cells/*/seed0/result.json")}
     assert main(argv) == 0
     assert {p: p.stat().st_mtime_ns for p in before} == before
-    assert json.loads((out / "bench.json").read_text())["rows"] == summary["rows"]
+    rerun = json.loads((out / "bench.json").read_text())
+    assert rerun["rows"] == summary["rows"]
+    assert rerun["wall_s"] == summary["wall_s"] > 0  # a no-op rerun keeps the run's wall time
 
     # a cell whose training finished but whose evaluation did not is evaluated, not retrained
     monkeypatch.undo()

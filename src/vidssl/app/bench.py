@@ -40,9 +40,11 @@ error (use another ``--out``). Features are cached in ``OUT/cache``.
 
 Training runs in a child process, ``python -m vidssl pretrain --config cell/config.yaml
 --resume auto`` (exactly the ``vidssl pretrain`` code path; ``train-supervised`` for the
-supervised row), so that its memory can be measured on its own: peak memory is the
-``ru_maxrss`` high-water mark of that process from ``os.wait4`` (DataLoader worker processes
-are not added; the presets load data in the training process). Wall time is measured around
+supervised row), so that its memory can be measured on its own: peak memory is the child's
+``VmHWM`` (peak resident set of its own address space, sampled from ``/proc`` every 20 ms;
+``ru_maxrss`` from ``os.wait4`` would include this process's memory, which Linux carries over
+fork/exec). DataLoader worker processes are not added (the presets use one loader process,
+which holds only the rendering and augmentation of a few batches). Wall time is measured around
 the child (so it includes ~3-5 s of Python / torch start-up and model building); clips/s is
 the median of the throughput the training loop logs to ``metrics.jsonl``.
 
@@ -800,8 +802,9 @@ NOTES = (
     "features. Motion labels are visible only across frames, appearance labels in a single "
     "frame. train (min): wall time of the training process, start-up included (* = resumed "
     "after an interruption: the last attempt only). clips/s: median throughput logged by the "
-    "training loop. peak RSS: ru_maxrss high-water mark of the training process (os.wait4 on "
-    "the child; data loader workers not added). The random-init row is not trained; the "
+    "training loop. peak RSS: VmHWM (peak resident memory) of the training process, sampled "
+    "from /proc every 20 ms (data loader workers not added). The random-init row is not "
+    "trained; the "
     "supervised row is trained on the primary (motion) labels. Each trained row is evaluated "
     "at its own training clip length and crop size."
 )
@@ -816,6 +819,20 @@ def machine_line(threads: int) -> str:
     )
 
 
+def _add_previous_wall_time(summary_path: Path, total_s: float | None) -> float | None:
+    """This invocation's wall time (None: it ran no cell) plus that of the earlier invocations
+    recorded in ``bench.json`` (a resumed or redrawn table keeps the run's total)."""
+    previous = None
+    if summary_path.is_file():
+        try:
+            previous = json.loads(summary_path.read_text()).get("wall_s")
+        except (OSError, json.JSONDecodeError):
+            previous = None
+    if previous is None or total_s is None:
+        return total_s if previous is None else previous
+    return previous + total_s
+
+
 def write_outputs(
     bench: Bench, records: Sequence[dict[str, Any]], command: str, total_s: float | None
 ) -> Table:
@@ -826,8 +843,10 @@ def write_outputs(
     facts = [f"command: `{command}`", f"preset: {bench.preset.path.name}", *budget_lines(bench)]
     threads = default_threads(bench.preset.threads)
     facts += [f"machine: {machine_line(threads)}", f"written {stamp}"]
+    summary_path = bench.out / "bench.json"
+    total_s = _add_previous_wall_time(summary_path, total_s)
     if total_s is not None:
-        facts.append(f"wall time of this invocation: {total_s / 60:.1f} min")
+        facts.append(f"wall time of the bench run: {total_s / 60:.1f} min (all invocations)")
     md = [f"# vidssl bench: {bench.preset.path.stem}", ""]
     if bench.preset.description:
         md += [bench.preset.description, ""]
@@ -851,11 +870,12 @@ def write_outputs(
         "schema": SCHEMA,
         "command": command,
         "preset": str(bench.preset.path),
+        "wall_s": total_s,
         "columns": table.columns,
         "rows": table.rows,
         "cells": list(records),
     }
-    (bench.out / "bench.json").write_text(json.dumps(summary, indent=2) + "\n")
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     return table
 
 
@@ -920,9 +940,13 @@ def run(args: argparse.Namespace) -> int:
     except BenchError as err:
         print(f"vidssl bench: {err}", file=sys.stderr)
         return 2
+    finished_before = sum(load_record(p) is not None for p in plans)
     records = run_bench(bench, plans, run=not args.table_only)
+    ran = sum("error" not in r for r in records) > finished_before or any(
+        r.get("error") not in (None, "not run") for r in records
+    )
     table = write_outputs(
-        bench, records, command_line(args), None if args.table_only else time.perf_counter() - start
+        bench, records, command_line(args), time.perf_counter() - start if ran else None
     )
     print(to_markdown(table))
     print(f"vidssl bench: wrote {out / 'bench.md'} and {out / 'bench.html'}")
