@@ -97,6 +97,51 @@ def test_motion_is_invisible_in_one_frame_but_visible_in_two():
     assert nearest_centroid_accuracy(flow, appearance, n_train, 4) < chance_a + 0.2
 
 
+def _up_minus_down(frames: np.ndarray) -> float:
+    """Mean brightness of the upper minus the lower half: (T, H, W, 3) -> scalar."""
+    h = frames.shape[1] // 2
+    return float(frames[:, :h].mean() - frames[:, h:].mean())
+
+
+def test_upright_makes_rotations_visible_but_no_label():
+    plain = SY.SyntheticConfig(num_videos=64, frames=4, size=24, seed=2)
+    upright = SY.SyntheticConfig(num_videos=64, frames=4, size=24, seed=2, upright=True)
+    motion, appearance = SY.synthetic_labels(plain)
+    up_minus_down = {}
+    for cfg in (plain, upright):
+        clips = [SY.render_frames(cfg, i, motion[i], appearance[i], range(4)) for i in range(64)]
+        clips = [c.astype(np.float32) / 255.0 for c in clips]  # (T, H, W, 3)
+        # a rotation by 180 degrees flips the sign of the vertical brightness difference
+        up_minus_down[cfg.upright] = (
+            np.array([_up_minus_down(c) for c in clips]),
+            np.array([_up_minus_down(np.rot90(c, 2, axes=(1, 2))) for c in clips]),
+        )
+    upright_up, upright_rot = up_minus_down[True]
+    assert (upright_up > 0).mean() > 0.95 and (upright_rot < 0).mean() > 0.95
+    plain_up, _ = up_minus_down[False]
+    assert 0.2 < (plain_up > 0).mean() < 0.8  # no canonical up without the option
+    # objects are lit from above: their upper half is brighter than their lower half
+    frame = SY.render_frames(upright, 0, 6, 0, [0])[0].astype(np.float32)  # class 6 = expand
+    plain_frame = SY.render_frames(plain, 0, 6, 0, [0])[0].astype(np.float32)
+    changed = np.abs(frame - plain_frame).sum(-1) > 0  # (H, W) object pixels (and the sky)
+    assert changed.any()
+    # light from above adds no label information: a first frame's brightness changes by
+    # the same small amount (the sky and shading average out) for every motion class
+    shift = [
+        np.mean(
+            [
+                SY.render_frames(upright, i, m, appearance[i], [0]).mean()
+                - SY.render_frames(plain, i, m, appearance[i], [0]).mean()
+                for i in range(64)
+                if motion[i] == m
+            ]
+        )
+        for m in range(8)
+    ]
+    assert np.abs(shift).max() < 2.0
+    assert SY.SyntheticConfig(upright=True) != SY.SyntheticConfig()
+
+
 def test_in_memory_dataset_with_every_recipe():
     index, opener = DATASETS["synthetic"](num_videos=8, frames=16, size=32)
     assert opener is not None

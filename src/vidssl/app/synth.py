@@ -23,6 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--test-fraction", type=float, default=0.25, help="share of videos in test (default 0.25)"
     )
+    parser.add_argument(
+        "--upright",
+        action="store_true",
+        help="light from above: a canonical 'up', so that rotated clips are recognisable",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -37,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         num_appearances=args.appearances,
         test_fraction=args.test_fraction,
         seed=args.seed,
+        upright=args.upright,
     )
     out = write_synthetic(args.out, cfg, progress=not args.no_progress)
     print(f"wrote {cfg.num_videos} videos ({cfg.num_test} test) to {out}")

@@ -174,8 +174,10 @@ def build_synthetic(
     num_appearances: int = 4,
     test_fraction: float = 0.25,
     seed: int = 0,
+    upright: bool = False,
 ) -> BuiltDataset:
     """The built-in synthetic set: in memory, or read from ``root`` written by ``vidssl synth``.
+    ``upright``: light from above (``SyntheticConfig.upright``), so that rotations are visible.
 
     Defaults match the CPU training defaults (64 px frames for the 64 px crops).
     """
@@ -196,6 +198,7 @@ def build_synthetic(
         num_appearances=num_appearances,
         test_fraction=test_fraction,
         seed=seed,
+        upright=upright,
     )
     return BuiltDataset(synthetic_index(cfg, subset), SyntheticOpener(cfg))
 

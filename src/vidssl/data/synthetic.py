@@ -14,6 +14,15 @@ contraction are sawtooths that wrap at the range ends). So the distribution of o
 the same for every motion class; only the change between frames tells them apart. The
 appearance distribution is the same for every motion class and vice versa.
 
+By default the set is also rotation-invariant (uniform orientation, isotropic motions and
+noise), so a 90-degree rotation of a clip cannot be told from the clip: the rotation pretext
+task is at chance by construction. ``upright=True`` gives the scene a canonical "up", as real
+footage has: light from above, which shades every object brighter on its upper side, and a
+background brighter at the top (a sky). Both are fixed in image coordinates and equal for
+every class, so no label becomes visible, but rotations of a clip become recognisable. (With
+the object's shading alone, a rotation classifier on R3D-18 x0.25 stayed at chance for 200
+steps; with the sky it reaches 98 % in 100 steps.)
+
 Deterministic from ``seed``: video ``i``'s nuisance parameters come from
 ``SeedSequence([seed, i])``; labels are balanced within the train and test subsets (video
 ids ``0 .. n_train - 1`` and ``n_train .. num_videos - 1``).
@@ -58,6 +67,10 @@ MOTIONS: dict[str, tuple[float, float, float, float]] = {
 _SPEED = (0.035, 2.0 * math.pi / 36.0, 0.06)
 _LOG_SCALE_RANGE = (math.log(0.5), math.log(1.6))  # sawtooth range of the object scale
 _BASE_RADIUS = 0.2  # object radius at scale 1, as a fraction of the side
+# upright scenes: object brightness 1 +/- _SHADE from its lower to its upper edge, background
+# brightness +/- _SKY from the bottom row to the top row
+_SHADE = 0.4
+_SKY = 0.15
 
 
 def _disc(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -111,6 +124,7 @@ class SyntheticConfig:
     test_fraction: float = 0.25
     seed: int = 0
     fps: float = 25.0
+    upright: bool = False  # light from above: a canonical "up" that makes rotations visible
 
     def __post_init__(self) -> None:
         checks = {
@@ -209,6 +223,8 @@ def _video_params(cfg: SyntheticConfig, video_id: int, appearance: int) -> _Vide
     colour = np.asarray(list(APPEARANCES.values())[appearance][1]) * rng.uniform(0.8, 1.0)
     grey = rng.uniform(0.25, 0.55)
     noise = rng.uniform(-0.12, 0.12, size=(s, s, 1)) + rng.uniform(-0.03, 0.03, size=(s, s, 3))
+    if cfg.upright:  # brighter towards the top row: (H, 1, 1)
+        noise = noise + _SKY * np.linspace(1.0, -1.0, s)[:, None, None]
     return _VideoParams(
         x0=rng.uniform(0, s),
         y0=rng.uniform(0, s),
@@ -251,8 +267,16 @@ def render_frames(
     cells = np.floor(u * (1.0 / p.checker)) + np.floor(v * (1.0 / p.checker))
     light = np.mod(cells, 2.0) < 1.0  # (T, H, W) checker texture
     frames = np.repeat(p.background[None], t.shape[0], axis=0)  # (T, H, W, 3) uint8
-    frames[inside & light] = p.colour
-    frames[inside & ~light] = p.dark
+    if not cfg.upright:
+        frames[inside & light] = p.colour
+        frames[inside & ~light] = p.dark
+        return frames
+    # light from above: brightness from the vertical image offset to the centre, (T, H, 1)
+    shade = 1.0 - _SHADE * np.clip(oy / radius[:, None, None], -1.0, 1.0)
+    shade = np.broadcast_to(shade, inside.shape)  # (T, H, W)
+    for mask, tone in ((inside & light, p.colour), (inside & ~light, p.dark)):
+        lit = tone[None, :].astype(np.float32) * shade[mask][:, None]  # (P, 3)
+        frames[mask] = np.clip(lit + 0.5, 0, 255).astype(np.uint8)
     return frames
 
 
