@@ -38,11 +38,12 @@ scores them against their own texts only.
 The video ViT is the engine's backbone: ``model.backbone: vit_clip`` with its arguments
 (``arch``, ``temporal``, ``num_frames``, ``image_size``, ``checkpoint``, ...) in ``model.args``.
 
+The engine removes held-out videos from the training set through :meth:`train_item_filter`;
+batches built elsewhere still have them dropped before the forward (single process only).
+
 Departures: the text encoder is frozen by default (``train_text_encoder=False``) and the class
 text table is computed once, which keeps CPU training cheap; the paper fine-tunes all CLIP
-parameters in its second stage (Sec. 4.2). Held-out classes are dropped per batch rather than
-from the dataset (the engine builds the dataset), so batches shrink; this is single-process
-only.
+parameters in its second stage (Sec. 4.2).
 """
 
 from __future__ import annotations
@@ -224,6 +225,10 @@ class XCLIP(Method):
                 f"unexpected {result.unexpected_keys[:5]}"
             )
 
+    def train_item_filter(self, item: Any) -> bool:
+        """False for a training video of a held-out class (the engine drops it from the set)."""
+        return int(item.label) not in self.held_out
+
     # ------------------------------------------------------------------ class texts
     @property
     def encoder(self) -> nn.Module:
@@ -282,12 +287,15 @@ class XCLIP(Method):
                 f"{tuple(x.shape)} and {tuple(labels.shape)}"
             )
         if self.held_out:  # zero-shot protocol: held-out videos never reach the loss
-            if dist.is_dist():
-                raise RuntimeError(f"{name}: held-out classes are single-process only")
             k = self.seen_mask.shape[0]
             if k == 0 or labels.min() < 0 or labels.max() >= k:
                 raise ValueError(f"{name}: labels must be in [0, {k}) (one class text per class)")
             keep = self.seen_mask[labels]  # (N,) bool
+            if dist.is_dist() and not bool(keep.all()):  # ranks' batches must keep their size
+                raise RuntimeError(
+                    f"{name}: a batch holds held-out classes under DDP; build the dataset with "
+                    "train_item_filter (the engine does)"
+                )
             x, labels = x[keep], labels[keep]
             if labels.numel() == 0:  # the whole batch was held out: a zero loss
                 zero = sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0

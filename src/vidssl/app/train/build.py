@@ -8,7 +8,9 @@
                where index, opener = DATASETS[data.dataset](root, subset, **data.args)
 
 ``data.recipe`` entries win over the method's ``recipe_overrides`` (e.g. ``gap: random`` for a
-CVRL ablation). A language-supervised method (one with ``set_class_texts``, e.g. X-CLIP) gets
+CVRL ablation). A method with a ``train_item_filter(item) -> bool`` keeps only the training
+videos it accepts (X-CLIP's zero-shot protocol removes its held-out classes this way, so they
+never reach any rank). A language-supervised method (one with ``set_class_texts``, e.g. X-CLIP) gets
 the dataset's class names as its class texts unless ``method.class_texts`` is given.
 """
 
@@ -51,6 +53,7 @@ def dataset_kwargs(cfg: Config) -> dict[str, Any]:
 def build_dataset(cfg: Config, method: nn.Module, train: bool = True) -> Any:
     """The ``VideoDataset`` the method trains on (its recipe, the config's data)."""
     from vidssl.data.datasets import DATASETS, VideoDataset
+    from vidssl.data.layouts import DatasetIndex
     from vidssl.data.recipes import RECIPES
 
     d = cfg.data
@@ -59,6 +62,15 @@ def build_dataset(cfg: Config, method: nn.Module, train: bool = True) -> Any:
         clip_len=d.clip_len, stride=d.stride, size=d.size, train=train, **recipe_kwargs
     )
     index, opener = DATASETS[d.dataset](**dataset_kwargs(cfg))
+    keep = getattr(method, "train_item_filter", None)
+    if train and keep is not None:
+        items = [item for item in index.items if keep(item)]
+        if not items:
+            raise ValueError(
+                f"{type(method).__name__}.train_item_filter rejects every one of the "
+                f"{len(index.items)} videos of data.dataset={d.dataset!r}"
+            )
+        index = DatasetIndex(items, index.classes)
     return VideoDataset(index, recipe, seed=cfg.train.seed, opener=opener)
 
 
