@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
-from vidssl.app import bench
+from vidssl.app import bench, bench_cells
 from vidssl.app.cli import main
 from vidssl.eval.stats import EvalResult
 
@@ -114,17 +116,16 @@ def test_read_throughput_is_the_median_of_step_records(tmp_path: Path) -> None:
 def test_run_measured_reports_exit_code_and_the_childs_peak_memory() -> None:
     # hold the peak for a moment: memory is sampled every 20 ms (a training run holds it for minutes)
     grow = "import time; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(0.3)"
-    big = bench.run_measured([sys.executable, "-c", grow])
-    small = bench.run_measured([sys.executable, "-c", "raise SystemExit(3)"])
+    big = bench_cells.run_measured([sys.executable, "-c", grow])
+    small = bench_cells.run_measured([sys.executable, "-c", "raise SystemExit(3)"])
     assert big.exit_code == 0 and small.exit_code == 3
     assert big.peak_rss_mb is not None and small.peak_rss_mb is not None
     assert big.peak_rss_mb >= 300 > small.peak_rss_mb
     # the parent's own memory is not counted: hold 400 MB here and measure a small child again
     ballast = bytearray(400 * 2**20)
     ballast[::4096] = b"x" * len(ballast[::4096])
-    assert (
-        bench.run_measured([sys.executable, "-c", "import time; time.sleep(0.2)"]).peak_rss_mb < 300
-    )
+    sleep = [sys.executable, "-c", "import time; time.sleep(0.2)"]
+    assert bench_cells.run_measured(sleep).peak_rss_mb < 300
     del ballast
     assert big.wall_s > 0
 
@@ -177,10 +178,30 @@ def test_per_method_overrides_apply_to_that_method_only(tmp_path: Path) -> None:
     assert plans["xclip"].config.train.channels_last is False
     assert plans["xclip"].config.optim.name == "adamw" and plans["byol"].config.optim.name == "sgd"
     assert plans["moco"].config.optim.lr == 0.03 and plans["simclr"].config.optim.lr == 0.05
-    # one budget: every method runs the same number of steps on the same data; the
+    # one budget: every one-stage method without its own train.max_steps runs the shared
+    # number of steps on the same data; a staged method's budget is per stage, and the
     # supervised row's own budget comes from the preset's `supervised` section
     methods = [p.config for p in plans.values() if p.cell.kind == "pretrain"]
-    assert {c.train.max_steps for c in methods} == {preset.pretrain["train"]["max_steps"]}
+    own = {m for m, o in preset.overrides.items() if "max_steps" in o.get("train", {})}
+    one_stage = [
+        p.config
+        for name, p in plans.items()
+        if p.cell.kind == "pretrain" and len(p.stages) < 2 and name not in own
+    ]
+    assert len(one_stage) >= 8
+    assert {c.train.max_steps for c in one_stage} == {preset.pretrain["train"]["max_steps"]}
+    assert plans["xclip"].config.train.max_steps == preset.overrides["xclip"]["train"]["max_steps"]
+    init, cotrain = (s.config for s in plans["cvtcl"].stages)
+    stages = preset.overrides["cvtcl"]["stages"]
+    assert [c.train.max_steps for c in (init, cotrain)] == [s["train"]["max_steps"] for s in stages]
+    assert (init.method.hparams["stage"], cotrain.method.hparams["stage"]) == ("init", "cotrain")
+    assert cotrain.method.hparams["init_checkpoint"] == str(
+        tmp_path / "cells/cvtcl/seed0/run/stage0/last.pt"
+    )
+    assert init.optim.name == cotrain.optim.name == "adam" and init.optim.lr == 1.0e-3
+    assert init.method.hparams["queue_size"] <= 384 and init.model.backbone == "r3d_18"
+    assert plans["cvtcl"].streams == ("rgb", "flow", "both")
+    assert plans["cvtcl"].config is cotrain  # the last stage's checkpoint is evaluated
     supervised = plans["supervised"].config
     assert supervised.train.max_steps == preset.supervised["train"]["max_steps"]
     assert len({json.dumps(c.data.args, sort_keys=True) for c in [*methods, supervised]}) == 1
@@ -218,20 +239,106 @@ def test_unknown_preset_lists_the_known_ones(capsys: pytest.CaptureFixture[str])
     assert "choose from" in capsys.readouterr().err
 
 
+# ---------------------------------------------------------------------------------- stages
+
+
+def _fake_child(exit_codes: list[int], ran: list[str]) -> Any:
+    """A stand-in for `run_measured`: logs a step and writes last.pt in the stage's run folder
+    (what a killed child leaves behind too), then exits with the next code of ``exit_codes``."""
+
+    def run(cmd: list[str], env: dict[str, str] | None = None) -> bench_cells.Measured:
+        config = yaml.safe_load(Path(cmd[cmd.index("--config") + 1]).read_text())
+        run_dir = Path(config["train"]["out_dir"])
+        run_dir.mkdir(parents=True, exist_ok=True)
+        step = {
+            "kind": "step",
+            "step": config["train"]["max_steps"],
+            "clips_per_s": 10.0 * (1 + len(ran)),
+        }
+        (run_dir / "metrics.jsonl").write_text(json.dumps(step) + "\n")
+        (run_dir / "last.pt").write_bytes(b"")
+        ran.append(run_dir.name)
+        return bench_cells.Measured(exit_codes.pop(0), 60.0, 100.0 * len(ran))
+
+    return run
+
+
+def test_a_killed_stage_reruns_alone_and_stage_figures_combine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    preset = bench.load_preset(REPO / "configs/bench/tiny.yaml")
+    plans = bench.plan_cells(bench.make_bench(preset, tmp_path, methods=["cvtcl"]))
+    plan = next(p for p in plans if p.cell.row == "cvtcl")
+    plan.dir.mkdir(parents=True)
+    done = plan.dir / bench.TRAIN_NAME
+    ran: list[str] = []
+    monkeypatch.setattr(bench_cells, "run_measured", _fake_child([0, -9, 0], ran))
+    with pytest.raises(bench_cells.CellFailed, match="code -9"):  # stage 1 killed
+        bench_cells.train_cell(plan.stages, "pretrain", 1, done)
+    assert ran == ["stage0", "stage1"] and not done.exists()
+    assert (plan.dir / "train-stage0.json").is_file()
+    assert not (plan.dir / "train-stage1.json").exists()
+    # the rerun runs stage 1 only, resuming from the last.pt the killed attempt left
+    record = bench_cells.train_cell(plan.stages, "pretrain", 1, done)
+    assert ran == ["stage0", "stage1", "stage1"]
+    first, second = record["stages"]
+    assert (first["resumed"], second["resumed"]) == (False, True)
+    assert record["resumed"] is True
+    assert record["wall_s"] == 120.0 and record["peak_rss_mb"] == 300.0  # sum, max
+    assert record["steps"] == 2 + 3  # each stage's own train.max_steps (tiny: 2 and 3)
+    assert record["clips_per_s"] == 20.0  # median of both stages' logged rates (10, 30)
+    assert json.loads(done.read_text()) == record
+    assert bench_cells.train_cell(plan.stages, "pretrain", 1, done) == record  # done: no run
+    assert len(ran) == 3
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"stages": []}, "overrides.cvtcl.stages: expected a non-empty list"),
+        ({"stages": [{"mehtod": {}}]}, "overrides.cvtcl.stages[0]"),
+        ({"eval_streams": ["rgb", "depth"]}, "unknown stream 'depth'"),
+        ({"eval_streams": ["rgb", "rgb"]}, "listed twice"),
+    ],
+)
+def test_bad_stages_and_streams_name_the_field(
+    tmp_path: Path, override: dict[str, Any], message: str
+) -> None:
+    raw = yaml.safe_load((REPO / "configs/bench/tiny.yaml").read_text())
+    raw["overrides"]["cvtcl"].update(override)
+    path = _tiny(tmp_path, overrides=raw["overrides"])
+    with pytest.raises(bench.BenchError, match=re.escape(message)):
+        bench.plan_cells(bench.make_bench(bench.load_preset(path), tmp_path, methods=["cvtcl"]))
+
+
 # ---------------------------------------------------------------------------------- end to end
+
+TINY_ROWS = [
+    "random init",
+    "simclr",
+    "cvtcl (rgb)",
+    "cvtcl (flow)",
+    "cvtcl (rgb+flow)",
+    "supervised (from scratch)",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], dict]:
+    """The tiny preset with a one-stage method and CVTCL (two stages, three streams)."""
+    out = tmp_path_factory.mktemp("bench") / "bench"
+    argv = ["bench", "--preset", "tiny", "--methods", "simclr,cvtcl", "--seeds", "1"]
+    argv += ["--out", str(out)]
+    assert main(argv) == 0
+    return out, argv, json.loads((out / "bench.json").read_text())
 
 
 def test_tiny_bench_writes_the_table_and_a_rerun_skips_finished_cells(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_bench: tuple[Path, list[str], dict], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    out = tmp_path / "bench"
-    argv = ["bench", "--preset", "tiny", "--methods", "simclr,byol", "--seeds", "1"]
-    argv += ["--out", str(out)]
-    assert main(argv) == 0
-
-    summary = json.loads((out / "bench.json").read_text())
+    out, argv, summary = tiny_bench
     labels = [row[0] for row in summary["rows"]]
-    assert labels == ["random init", "simclr", "byol", "supervised (from scratch)"]
+    assert labels == TINY_ROWS
     columns = summary["columns"]
     for name in ("R@1 motion", "R@5 motion", "linear top-1 motion", "linear top-1 appearance"):
         assert name in columns
@@ -244,11 +351,15 @@ def test_tiny_bench_writes_the_table_and_a_rerun_skips_finished_cells(
     md, page = (out / "bench.md").read_text(), (out / "bench.html").read_text()
     for label in labels:
         assert f"| {label} |" in md and f"<td>{label}</td>" in page
-    assert "vidssl bench --preset tiny --methods simclr,byol --seeds 1" in md
-    for row in ("random", "simclr", "byol", "supervised"):
-        cell = out / "cells" / row / "seed0"
-        assert (cell / "result.json").is_file()
-        assert len(list((cell / "run/eval").glob("*.json"))) == 4  # 2 protocols x 2 label sets
+    assert "vidssl bench --preset tiny --methods simclr,cvtcl --seeds 1" in md
+    assert bench_cells.STAGES_NOTE.strip() in md and bench_cells.STREAMS_NOTE.strip() in md
+    eval_dirs = [f"cells/{row}/seed0/run/eval" for row in ("random", "simclr", "supervised")]
+    cvtcl = "cells/cvtcl/seed0/run/stage1"
+    eval_dirs += [f"{cvtcl}/eval", f"{cvtcl}/streams/flow/eval", f"{cvtcl}/streams/both/eval"]
+    for folder in eval_dirs:
+        assert len(list((out / folder).glob("*.json"))) == 4  # 2 protocols x 2 label sets
+    for row in ("random", "simclr", "cvtcl", "supervised"):
+        assert (out / "cells" / row / "seed0/result.json").is_file()
     sup = yaml.safe_load((out / "cells/supervised/seed0/run/config.yaml").read_text())
     assert sup["method"]["name"] == "supervised"
 
@@ -256,7 +367,7 @@ def test_tiny_bench_writes_the_table_and_a_rerun_skips_finished_cells(
     def forbidden(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("a finished cell was run again")
 
-    monkeypatch.setattr(bench, "run_measured", forbidden)
+    monkeypatch.setattr(bench_cells, "run_measured", forbidden)
     monkeypatch.setattr(bench, "evaluate_cell", forbidden)
     before = {p: p.stat().st_mtime_ns for p in out.glob("cells/*/seed0/result.json")}
     assert main(argv) == 0
@@ -267,10 +378,83 @@ def test_tiny_bench_writes_the_table_and_a_rerun_skips_finished_cells(
 
     # a cell whose training finished but whose evaluation did not is evaluated, not retrained
     monkeypatch.undo()
-    monkeypatch.setattr(bench, "run_measured", forbidden)
-    (out / "cells/byol/seed0/result.json").unlink()
+    monkeypatch.setattr(bench_cells, "run_measured", forbidden)
+    (out / "cells/cvtcl/seed0/result.json").unlink()
     assert main(argv) == 0
     assert json.loads((out / "bench.json").read_text())["rows"] == summary["rows"]
 
     # other settings in the same folder are refused
     assert main([*argv[:-2], "--out", str(out), "--finetune"]) == 2
+
+
+def test_stages_run_in_order_each_from_the_previous_checkpoint(
+    tiny_bench: tuple[Path, list[str], dict],
+) -> None:
+    out = tiny_bench[0]
+    cell = out / "cells/cvtcl/seed0"
+    init = yaml.safe_load((cell / "run/stage0/config.yaml").read_text())
+    cotrain = yaml.safe_load((cell / "run/stage1/config.yaml").read_text())
+    assert (init["method"]["stage"], cotrain["method"]["stage"]) == ("init", "cotrain")
+    assert init["method"]["init_checkpoint"] is None
+    assert cotrain["method"]["init_checkpoint"] == str(cell / "run/stage0/last.pt")
+    first, second = (cell / f"run/stage{k}/last.pt" for k in (0, 1))
+    assert first.stat().st_mtime_ns < second.stat().st_mtime_ns
+    # each stage's own step budget (tiny: 2, then 3), the figures combined in train.json
+    stages = [json.loads((cell / f"train-stage{k}.json").read_text()) for k in (0, 1)]
+    assert [s["steps"] for s in stages] == [2, 3]
+    train = json.loads((cell / "train.json").read_text())
+    assert train["stages"] == stages and train["steps"] == 5
+    assert train["wall_s"] == pytest.approx(sum(s["wall_s"] for s in stages))
+    assert train["peak_rss_mb"] == max(s["peak_rss_mb"] for s in stages)
+    assert (
+        json.loads((cell / "cell.json").read_text())["spec"]["run"]["stages"][1]["method"][
+            "init_checkpoint"
+        ]
+        == "run/stage0/last.pt"
+    )  # the settings do not depend on the out folder
+
+
+def test_eval_streams_give_one_row_each_from_their_own_features(
+    tiny_bench: tuple[Path, list[str], dict],
+) -> None:
+    from vidssl.eval.features import file_sha256, load_features
+
+    out, _, summary = tiny_bench
+    rows = {row[0]: row for row in summary["rows"]}
+    streams = [rows[f"cvtcl ({s})"] for s in ("rgb", "flow", "rgb+flow")]
+    assert all(row[-3:] == streams[0][-3:] for row in streams)  # one training
+    digest = file_sha256(out / "cells/cvtcl/seed0/run/stage1/last.pt")
+    files = sorted((out / "cache").glob(f"feats-sha256-{digest[:16]}-*.pt"))
+    assert len(files) == 6  # 3 streams x (train, test): no stream reads another's cache
+    train = [f.feats for f in map(load_features, files) if f.feats.shape[0] == 24]
+    assert len(train) == 3
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert not torch.allclose(train[i], train[j], atol=1e-3)
+
+
+def test_a_partial_second_stage_resumes_without_rerunning_the_first(
+    tiny_bench: tuple[Path, list[str], dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, argv, summary = tiny_bench
+    cell = out / "cells/cvtcl/seed0"
+    # stage 1 stopped after its last checkpoint, before its marker (and the cell's) was written
+    for name in ("train.json", "train-stage1.json", "result.json"):
+        (cell / name).unlink()
+    stage0 = (cell / "train-stage0.json").read_text()
+    ran: list[list[str]] = []
+    real = bench_cells.run_measured
+
+    def recording(cmd: list[str], env: dict[str, str] | None = None) -> bench_cells.Measured:
+        ran.append(cmd)
+        return real(cmd, env)
+
+    monkeypatch.setattr(bench_cells, "run_measured", recording)
+    assert main(argv) == 0
+    assert len(ran) == 1 and str(cell / "config-stage1.yaml") in ran[0]
+    assert ran[0][-2:] == ["--resume", "auto"]
+    assert (cell / "train-stage0.json").read_text() == stage0
+    train = json.loads((cell / "train.json").read_text())
+    assert [s["resumed"] for s in train["stages"]] == [False, True] and train["steps"] == 5
+    rows = json.loads((out / "bench.json").read_text())["rows"]
+    assert [row[0] for row in rows] == TINY_ROWS

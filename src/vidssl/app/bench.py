@@ -16,7 +16,14 @@ name with no change here::
     pretrain: {data: ..., model: ..., optim: ..., train: ...}   # the shared budget: sections
                                         # of a `vidssl pretrain` config (vidssl.config)
     overrides:                          # per method: sections merged over `pretrain`
-      xclip: {model: {backbone: vit_clip}, method: {class_texts: [...]}}
+      xclip:                            # and three harness keys (vidssl.app.bench_cells):
+        model: {backbone: vit_clip}
+        method: {class_texts: [...], held_out_classes: [...]}
+        text_protocols: [closed-set, zeroshot]  # text matching after eval.protocols
+      cvtcl:
+        method: {...}
+        stages: [{method: {stage: init}}, {method: {stage: cotrain}}]  # runs in order
+        eval_streams: [rgb, flow, both] # one row per evaluated stream
     supervised: {optim: {lr: 0.1}}      # sections merged over `pretrain` for that row
     eval:
       protocols: [retrieval, linear]    # names in vidssl.app.evaluate.PROTOCOL_NAMES
@@ -25,8 +32,14 @@ name with no change here::
 
 Rows: ``random init`` (the shared backbone untrained, as ``vidssl eval --checkpoint random``),
 one per method, and ``supervised (from scratch)`` (``vidssl train-supervised`` on the primary
-labels). Every row is evaluated on the same dataset (``pretrain.data``; overrides may not
-change it) by :func:`vidssl.app.evaluate.evaluate` with the same protocols and settings.
+labels). A method whose override gives ``stages`` trains them in order, each a child run
+starting from the previous stage's ``last.pt`` (``method.init_checkpoint``), and is evaluated
+from the last one; one with ``eval_streams`` gives one row per stream (``cvtcl (rgb)``,
+``cvtcl (flow)``, ``cvtcl (rgb+flow)``) from one training (details in
+:mod:`vidssl.app.bench_cells`). Every row is evaluated on the same dataset (``pretrain.data``;
+overrides may not change it) by :func:`vidssl.app.evaluate.evaluate` with the same protocols
+and settings; one with ``text_protocols`` then also by text matching (closed-set, zero-shot
+on held-out classes: :mod:`vidssl.app.bench_text`), columns shown only when a row has them.
 Seed ``k`` of a trained row seeds its training (the probe uses seed 0); seed ``k`` of the
 random row seeds the initialisation and the probe.
 
@@ -34,8 +47,11 @@ Each (row, seed) is a *cell* in ``OUT/cells/<row>/seed<k>/``: ``cell.json`` (its
 ``config.yaml`` (the resolved run config), ``run/`` (the run folder: ``last.pt``,
 ``metrics.jsonl``, ``eval/``; ``vidssl report OUT/cells/<row>/seed<k>/run`` draws it),
 ``train.json`` (timing, once training finished) and ``result.json`` (the cell is finished).
-A rerun skips finished cells, does not retrain a cell with ``train.json`` and resumes an
-interrupted training from its ``last.pt``. A cell whose settings changed since it ran is an
+A staged cell has ``config-stage<k>.yaml``, ``run/stage<k>/`` and ``train-stage<k>.json``
+(stage ``k`` finished) instead, and its last stage's run folder holds ``eval/``; the streams
+other than RGB are evaluated into ``<run>/streams/<stream>/eval/``. A rerun skips finished
+cells and stages, does not retrain a cell with ``train.json`` and resumes an interrupted
+training (stage) from its ``last.pt``. A cell whose settings changed since it ran is an
 error (use another ``--out``). Features are cached in ``OUT/cache``.
 
 Training runs in a child process, ``python -m vidssl pretrain --config cell/config.yaml
@@ -46,7 +62,9 @@ supervised row), so that its memory can be measured on its own: peak memory is t
 fork/exec). DataLoader worker processes are not added (the presets use one loader process,
 which holds only the rendering and augmentation of a few batches). Wall time is measured around
 the child (so it includes ~3-5 s of Python / torch start-up and model building); clips/s is
-the median of the throughput the training loop logs to ``metrics.jsonl``.
+the median of the throughput the training loop logs to ``metrics.jsonl``. A staged cell sums
+its stages' wall times, takes the largest peak memory and the median of every stage's logged
+throughput (the table's notes say so).
 
 Outputs: ``OUT/bench.md``, ``OUT/bench.html`` (the table with the command and the budget) and
 ``OUT/bench.json`` (every row's figures). Exit codes: 0 done, 1 a cell failed (the table shows
@@ -57,8 +75,8 @@ and field).
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
+import functools
 import hashlib
 import html
 import json
@@ -66,7 +84,6 @@ import os
 import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 import traceback
@@ -79,7 +96,27 @@ from typing import Any
 import yaml
 from tqdm import tqdm
 
-from vidssl.config import Config, ConfigError, config_from_dict, config_to_dict, save_config
+from vidssl.app.bench_cells import (
+    BenchError,
+    Stage,
+    deep_merge,
+    extra_notes,
+    plan_stages,
+    split_override,
+    stage_spec,
+    stream_out_dir,
+    stream_records,
+    train_cell,
+)
+from vidssl.app.bench_cells import read_throughput as read_throughput  # demo.py's import
+from vidssl.app.bench_text import (
+    TEXT_PREFIX,
+    TextPlan,
+    evaluate_text_protocols,
+    plan_text,
+    text_notes,
+)
+from vidssl.config import Config, ConfigError, config_from_dict, config_to_dict
 from vidssl.eval.stats import EvalResult, Table, format_percent, mean_std, to_html, to_markdown
 
 PRESET_DIR = Path(__file__).resolve().parents[3] / "configs" / "bench"
@@ -118,19 +155,9 @@ PROTOCOL_PREFIX: dict[str, str] = {
     "linear": "linear ",
     "knn": "kNN ",
     "finetune": "fine-tune ",
+    **TEXT_PREFIX,  # closed-set / zero-shot text matching (vidssl.app.bench_text)
 }
 METRIC_TITLES: dict[str, str] = {"top1": "top-1", "top5": "top-5"}
-# bytes in one unit of ru_maxrss: KiB on Linux, bytes on macOS
-RSS_UNIT = 1 if sys.platform == "darwin" else 1024
-
-
-class BenchError(ValueError):
-    """A bad preset, argument or out folder; the message names the file and field."""
-
-
-class CellFailed(RuntimeError):
-    """A cell's training or evaluation failed; the bench goes on with the other cells."""
-
 
 # ---------------------------------------------------------------------------------- preset
 
@@ -221,17 +248,6 @@ def load_preset(path: str | Path) -> Preset:
     )
 
 
-def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """``update`` over ``base``: nested mappings merge, anything else replaces."""
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def default_threads(requested: int = 0) -> int:
     """``requested``, or half the CPU cores (at least 1) for 0.
 
@@ -261,16 +277,21 @@ class Cell:
 
 @dataclass
 class CellPlan:
-    """A cell, its folder, its resolved run config (``None``: not trained) and its settings."""
+    """A cell, its folder, its resolved run config (``None``: not trained; the last stage's
+    for a staged cell), its settings, its training stages and its evaluation streams."""
 
     cell: Cell
     dir: Path
     config: Config | None
     spec: dict[str, Any]  # everything that decides the cell's numbers
+    stages: list[Stage] = field(default_factory=list)  # child runs in order ([]: not trained)
+    streams: tuple[str, ...] = ()  # evaluation streams, one table row each (): one row
+    text: TextPlan | None = None  # text protocols run after the others (None: none)
 
     @property
     def run_dir(self) -> Path:
-        return self.dir / "run"
+        """The run folder whose ``last.pt`` is evaluated (the last stage's)."""
+        return self.stages[-1].run_dir if self.stages else self.dir / "run"
 
     @property
     def spec_sha(self) -> str:
@@ -301,6 +322,13 @@ def _row_config(preset: Preset, sections: dict[str, Any], where: str) -> Config:
         return config_from_dict(deep_merge(preset.pretrain, sections), check=True)
     except ConfigError as err:
         raise BenchError(f"{preset.path}: {where}: {err}") from err
+
+
+def _seeded_config(
+    preset: Preset, where: str, seed: int, sections: dict[str, Any], at: str
+) -> Config:
+    """:func:`_row_config` of ``sections`` trained with ``seed``; ``at`` extends ``where``."""
+    return _row_config(preset, deep_merge(sections, {"train": {"seed": seed}}), where + at)
 
 
 def make_bench(
@@ -361,7 +389,8 @@ def _num_classes(base: Config) -> int:
 
 
 def _row_sections(bench: Bench) -> list[tuple[str, str, dict[str, Any] | None, str]]:
-    """(row, kind, config sections over `pretrain` or None, preset field) in table order."""
+    """(row, kind, override or None, preset field) in table order; an override holds config
+    sections over `pretrain` and the harness keys of :func:`bench_cells.split_override`."""
     preset = bench.preset
     rows: list[tuple[str, str, dict[str, Any] | None, str]] = [(RANDOM_ROW, "random", None, "")]
     for name in preset.methods:
@@ -382,23 +411,31 @@ def plan_cells(bench: Bench) -> list[CellPlan]:
         "eval": {k: v for k, v in dataclasses.asdict(bench.eval_cfg).items() if k != "cache_dir"},
     }
     plans = []
-    for row, kind, sections, where in _row_sections(bench):
+    for row, kind, override, where in _row_sections(bench):
         for seed in range(bench.preset.seeds):
             cell_dir = bench.out / "cells" / row / f"seed{seed}"
-            config: Config | None = None
-            if sections is None:
+            stages: list[Stage] = []
+            streams: tuple[str, ...] = ()
+            text = None
+            if override is None:
                 model = bench.base.model
                 run = {"backbone": model.backbone, "width": model.width, "seed": seed}
             else:
-                config = _row_config(
-                    bench.preset, deep_merge(sections, {"train": {"seed": seed}}), where
-                )
-                config.train.out_dir = str(cell_dir / "run")
-                config.train.resume = ""
-                run = config_to_dict(config)
-                run["train"].pop("out_dir")
+                field_of = f"{bench.preset.path}: {where}"
+                harness = split_override(override, field_of)
+                make = functools.partial(_seeded_config, bench.preset, where, seed)
+                stages = plan_stages(cell_dir, harness.sections, harness.stages, make)
+                streams, run = harness.streams, stage_spec(stages, cell_dir)
+                settings = bench.preset.eval_settings
+                text = plan_text(harness.text_protocols, settings, stages[-1].config, field_of)
             spec = {"kind": kind, "run": run, **shared}
-            plans.append(CellPlan(Cell(row, seed, kind), cell_dir, config, spec))
+            if streams:
+                spec["streams"] = list(streams)
+            if text:  # only cells with text protocols: the others' settings stay as they were
+                spec["text"] = text.spec()
+            config = stages[-1].config if stages else None
+            cell = Cell(row, seed, kind)
+            plans.append(CellPlan(cell, cell_dir, config, spec, stages, streams, text))
     return plans
 
 
@@ -424,109 +461,13 @@ def check_out_dir(plans: Sequence[CellPlan]) -> None:
 # ---------------------------------------------------------------------------------- running
 
 
-@dataclass
-class Measured:
-    """A child process: exit code (negative = killed by that signal), wall time, peak RSS."""
-
-    exit_code: int
-    wall_s: float
-    peak_rss_mb: float | None
-
-
-def _vm_hwm_mb(pid: int) -> float | None:
-    """``VmHWM`` (peak resident set of the process's current address space) in MB, if known."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # kB -> MB
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def run_measured(cmd: Sequence[str], env: dict[str, str] | None = None) -> Measured:
-    """Run ``cmd`` and measure its wall time and peak resident memory.
-
-    Peak memory is the child's ``VmHWM`` from ``/proc``, sampled every 20 ms while it runs:
-    that counter belongs to the address space the child ``exec``-ed, so, unlike ``ru_maxrss``
-    from ``wait4`` (which Linux carries over from the parent's memory at fork/exec), it does not
-    include this process's own memory. Without ``/proc`` it falls back to ``ru_maxrss``.
-    """
-    start = time.perf_counter()
-    proc = subprocess.Popen(list(cmd), env=env)
-    hwm: float | None = None
-    try:
-        if hasattr(os, "wait4"):
-            while True:
-                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-                if pid:
-                    break
-                sample = _vm_hwm_mb(proc.pid)
-                if sample is not None:
-                    hwm = max(hwm or 0.0, sample)
-                time.sleep(0.02)
-            proc.returncode = code = os.waitstatus_to_exitcode(status)
-            peak: float | None = hwm if hwm is not None else usage.ru_maxrss * RSS_UNIT / 2**20
-        else:  # pragma: no cover - Windows
-            code, peak = proc.wait(), None
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    return Measured(code, time.perf_counter() - start, peak)
-
-
-def read_throughput(metrics_path: Path) -> tuple[float | None, int]:
-    """Median logged ``clips_per_s`` of the step records and the last step (0 if none)."""
-    rates, step = [], 0
-    if metrics_path.is_file():
-        for line in metrics_path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and record.get("kind") == "step":
-                rates.append(float(record.get("clips_per_s", float("nan"))))
-                step = max(step, int(record.get("step", 0)))
-    rates = [r for r in rates if r == r]  # drop NaN
-    return (statistics.median(rates) if rates else None), step
-
-
-def train_cell(plan: CellPlan, command: str, threads: int) -> dict[str, Any]:
-    """Train the cell's run in a child process (or reuse a finished training)."""
-    done = plan.dir / TRAIN_NAME
-    if done.is_file():
-        return json.loads(done.read_text())
-    assert plan.config is not None
-    config_path = plan.dir / "config.yaml"
-    save_config(plan.config, config_path)
-    resumed = (plan.run_dir / "last.pt").is_file()
-    cmd = [sys.executable, "-m", "vidssl", command, "--config", str(config_path)]
-    cmd += ["--resume", "auto"]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    measured = run_measured(cmd, env)
-    if measured.exit_code != 0:
-        raise CellFailed(f"`{shlex.join(cmd)}` exited with code {measured.exit_code}")
-    clips_per_s, steps = read_throughput(plan.run_dir / "metrics.jsonl")
-    record = {
-        "command": shlex.join(["vidssl", *cmd[3:]]),
-        "wall_s": measured.wall_s,
-        "peak_rss_mb": measured.peak_rss_mb,
-        "clips_per_s": clips_per_s,
-        "steps": steps,
-        "resumed": resumed,  # the wall time then covers only the last attempt
-        "threads": threads,
-    }
-    done.write_text(json.dumps(record, indent=2) + "\n")
-    return record
-
-
-def evaluate_cell(bench: Bench, plan: CellPlan) -> list[EvalResult]:
-    """The cell's results: its checkpoint, or a random init drawn from the cell's seed."""
+def evaluate_cell(bench: Bench, plan: CellPlan, stream: str | None = None) -> list[EvalResult]:
+    """The cell's results: its checkpoint (on ``stream`` of a two-stream checkpoint, when
+    given), or a random init drawn from the cell's seed."""
     from vidssl.app.evaluate import evaluate
 
     data, seed, eval_cfg = bench.base.data, plan.cell.seed, bench.eval_cfg
-    kwargs: dict[str, Any] = {"seeds": 1}
+    kwargs: dict[str, Any] = {"seeds": 1, **({"stream": stream} if stream else {})}
     checkpoint = str(plan.run_dir / "last.pt")
     if plan.config is None:  # random init: the shared backbone and clip settings
         checkpoint = "random"
@@ -548,7 +489,7 @@ def evaluate_cell(bench: Bench, plan: CellPlan) -> list[EvalResult]:
         root=data.root or None,
         dataset_args=dict(data.args),
         split=bench.preset.split,
-        out_dir=plan.run_dir,
+        out_dir=stream_out_dir(plan.run_dir, stream),
         eval_cfg=eval_cfg,
         **kwargs,
     )
@@ -563,10 +504,15 @@ def run_cell(bench: Bench, plan: CellPlan) -> dict[str, Any]:
     cell_file.write_text(json.dumps({"spec_sha": plan.spec_sha, "spec": plan.spec}, indent=2))
     command = TRAIN_COMMANDS.get(plan.cell.kind)
     threads = default_threads(bench.preset.threads)
-    train = train_cell(plan, command, threads) if command else None
+    train = None
+    if command:
+        train = train_cell(plan.stages, command, threads, plan.dir / TRAIN_NAME)
     start = time.perf_counter()
-    results = evaluate_cell(bench, plan)
-    record = cell_record(bench, plan, train, results, time.perf_counter() - start)
+    by_stream = {s: evaluate_cell(bench, plan, s) for s in plan.streams}
+    results = [] if plan.streams else evaluate_cell(bench, plan)
+    if plan.text:
+        results += evaluate_text_protocols(plan.text, plan.run_dir)
+    record = cell_record(bench, plan, train, results, time.perf_counter() - start, by_stream)
     (plan.dir / RESULT_NAME).write_text(json.dumps(record, indent=2) + "\n")
     return record
 
@@ -577,10 +523,12 @@ def cell_record(
     train: dict[str, Any] | None,
     results: list[EvalResult],
     eval_s: float,
+    by_stream: dict[str, list[EvalResult]] | None = None,
 ) -> dict[str, Any]:
-    """The JSON of a finished (or failed: ``error``) cell."""
+    """The JSON of a finished (or failed: ``error``) cell; a cell with evaluation streams has
+    its results per stream in ``streams`` (one table row each, :func:`stream_records`)."""
     model = plan.config.model if plan.config is not None else bench.base.model
-    return {
+    record = {
         "schema": SCHEMA,
         "row": plan.cell.row,
         "label": plan.cell.label,
@@ -593,6 +541,10 @@ def cell_record(
         "eval_s": eval_s,
         "results": [r.to_json() for r in results],
     }
+    if plan.streams:
+        by_stream = by_stream or {}
+        record["streams"] = {s: [r.to_json() for r in by_stream.get(s, [])] for s in plan.streams}
+    return record
 
 
 def load_record(plan: CellPlan) -> dict[str, Any] | None:
@@ -665,7 +617,7 @@ class Row:
 def collect_rows(records: Sequence[dict[str, Any]]) -> list[Row]:
     """Group cell records into rows (first-seen order)."""
     rows: dict[str, Row] = {}
-    for rec in records:
+    for rec in (r for record in records for r in stream_records(record)):
         backbone = f"{rec['backbone']} ×{rec['width']:g}"
         row = rows.setdefault(rec["row"], Row(rec["label"], backbone))
         if "error" in rec:
@@ -755,12 +707,16 @@ def bench_table(rows: Sequence[Row], protocols: Sequence[str], resources: bool =
 # ---------------------------------------------------------------------------------- documents
 
 
-def _flatten(sections: dict[str, Any], prefix: str = "") -> list[str]:
+def _flatten(sections: dict[str, Any], prefix: str = "", depth: int = 2) -> list[str]:
+    """``section.field=value`` items, ``depth`` levels of keys (lists of mappings by index)."""
     out = []
     for key, value in sections.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict) and value and prefix.count(".") < 1:
-            out += _flatten(value, f"{name}.")
+        if isinstance(value, dict) and value and depth > 1:
+            out += _flatten(value, f"{name}.", depth - 1)
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for i, item in enumerate(value):  # e.g. stages[0].method.stage=init
+                out += _flatten(item, f"{name}[{i}].", depth)
         else:
             text = json.dumps(value) if not isinstance(value, str) else value
             out.append(f"{name}={text if len(text) <= 60 else text[:57] + '...'}")
@@ -838,7 +794,7 @@ def write_outputs(
 ) -> Table:
     """``OUT/bench.md``, ``OUT/bench.html`` and ``OUT/bench.json``."""
     rows = collect_rows(records)
-    table = bench_table(rows, bench.protocols)
+    table = bench_table(rows, [*bench.protocols, *TEXT_PREFIX])  # columns: those with results
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     facts = [f"command: `{command}`", f"preset: {bench.preset.path.name}", *budget_lines(bench)]
     threads = default_threads(bench.preset.threads)
@@ -850,7 +806,8 @@ def write_outputs(
     md = [f"# vidssl bench: {bench.preset.path.stem}", ""]
     if bench.preset.description:
         md += [bench.preset.description, ""]
-    md += [f"- {f}" for f in facts] + ["", to_markdown(table), NOTES, ""]
+    notes = NOTES + extra_notes(records) + text_notes(records)
+    md += [f"- {f}" for f in facts] + ["", to_markdown(table), notes, ""]
     bench.out.mkdir(parents=True, exist_ok=True)
     (bench.out / "bench.md").write_text("\n".join(md))
     items = "".join(f"<li>{html.escape(f).replace('`', '')}</li>" for f in facts)
@@ -863,7 +820,7 @@ def write_outputs(
         "thead{background:#f0f3f6}caption{text-align:left;font-weight:600}</style></head><body>"
         f"<h1>vidssl bench: {html.escape(bench.preset.path.stem)}</h1>"
         f"<p>{html.escape(bench.preset.description)}</p><ul>{items}</ul>"
-        f"{to_html(table, caption='')}<p>{html.escape(NOTES)}</p></body></html>\n"
+        f"{to_html(table, caption='')}<p>{html.escape(notes)}</p></body></html>\n"
     )
     (bench.out / "bench.html").write_text(page)
     summary = {
