@@ -168,6 +168,26 @@ def test_a_new_method_joins_the_table_by_name(
     assert supervised.config.method.hparams["num_classes"] == 8  # the synthetic motions
 
 
+def test_a_variant_row_trains_its_method_with_its_own_settings(tmp_path: Path) -> None:
+    variant = {"method": {"name": "pretext", "tasks": ["rotation"]}}
+    overrides = yaml.safe_load((REPO / "configs/bench/tiny.yaml").read_text())["overrides"]
+    overrides["pretext-rotation"] = variant
+    path = _tiny(tmp_path, methods=["simclr", "pretext-rotation"], overrides=overrides)
+    plans = bench.plan_cells(bench.make_bench(bench.load_preset(path), tmp_path / "out"))
+    rows = [p.cell.row for p in plans]
+    assert rows == ["random", "simclr", "pretext-rotation", "supervised"]
+    plan = plans[2]
+    assert plan.config is not None and plan.config.method.name == "pretext"
+    assert plan.config.method.hparams["tasks"] == ["rotation"]
+    assert plan.cell.label == "pretext-rotation"
+    assert plan.dir == tmp_path / "out/cells/pretext-rotation/seed0"
+    # a method's own override keeps the settings (and hash) it had without the variant key
+    plain = bench.plan_cells(
+        bench.make_bench(bench.load_preset(_tiny(tmp_path, methods=["simclr"])), tmp_path / "o")
+    )
+    assert plain[1].cell.row == "simclr" and plain[1].spec_sha == plans[1].spec_sha
+
+
 def test_per_method_overrides_apply_to_that_method_only(tmp_path: Path) -> None:
     preset = bench.load_preset(REPO / "configs/bench/cpu.yaml")
     plans = {p.cell.row: p for p in bench.plan_cells(bench.make_bench(preset, tmp_path))}
@@ -217,6 +237,13 @@ def test_per_method_overrides_apply_to_that_method_only(tmp_path: Path) -> None:
         ({"overrides": {"simclr": {"method": {"temprature": 0.2}}}}, [], "method.temprature"),
         ({"eval": {"protocols": ["retrieval", "zero"]}}, [], "unknown protocol 'zero'"),
         ({"eval": {"settings": {"num_clip": 2}}}, [], "eval.settings.num_clip"),
+        ({"overrides": {"rot": {"method": {"tasks": ["rotation"]}}}}, [], "overrides.rot"),
+        ({"overrides": {"rot": {"method": {"name": "pretxt"}}}}, [], "unknown method 'pretxt'"),
+        (
+            {"overrides": {"simclr": {"method": {"name": "moco"}}}},
+            [],
+            "overrides.simclr.method.name: 'moco' differs",
+        ),
     ],
 )
 def test_bad_presets_are_reported_before_any_work(

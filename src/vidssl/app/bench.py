@@ -9,13 +9,16 @@ A preset (``configs/bench/<name>.yaml``) is data, so a method added later joins 
 name with no change here::
 
     description: text shown above the table
-    methods: [simclr, moco, ...]        # names in vidssl.methods.METHODS
+    methods: [simclr, moco, ...]        # names in vidssl.methods.METHODS, or variants
     seeds: 1                            # seeds per row (mean ± sample std over them)
     threads: 0                          # torch intra-op threads per process; 0 = half the
                                         # CPU cores (see default_threads)
     pretrain: {data: ..., model: ..., optim: ..., train: ...}   # the shared budget: sections
                                         # of a `vidssl pretrain` config (vidssl.config)
-    overrides:                          # per method: sections merged over `pretrain`
+    overrides:                          # per method: sections merged over `pretrain`;
+                                        # a key that is not a method name is a variant row,
+                                        # whose method.name says what it trains:
+      pretext-rotation: {method: {name: pretext, tasks: [rotation]}}
       xclip:                            # and three harness keys (vidssl.app.bench_cells):
         model: {backbone: vit_clip}
         method: {class_texts: [...], held_out_classes: [...]}
@@ -324,6 +327,14 @@ def _row_config(preset: Preset, sections: dict[str, Any], where: str) -> Config:
         raise BenchError(f"{preset.path}: {where}: {err}") from err
 
 
+def row_method(row: str, override: dict[str, Any]) -> str:
+    """The method a row trains: its override's ``method.name`` (a variant such as
+    ``pretext-rotation: {method: {name: pretext, tasks: [rotation]}}``), else the row's name."""
+    method = override.get("method")
+    name = method.get("name") if isinstance(method, dict) else None
+    return str(name) if name is not None else row
+
+
 def _seeded_config(
     preset: Preset, where: str, seed: int, sections: dict[str, Any], at: str
 ) -> Config:
@@ -354,16 +365,28 @@ def make_bench(
             raise BenchError(f"--seeds: must be >= 1, got {seeds}")
         preset.seeds = seeds
     where = "--methods" if methods is not None else f"{preset.path}: methods"
+    for key, override in preset.overrides.items():  # variants name their method
+        base = row_method(key, override)
+        if base not in METHODS:
+            raise BenchError(
+                f"{preset.path}: overrides.{key}: unknown method {base!r} (a row that is not "
+                f"a method name sets method.name); choose from {sorted(METHODS)}"
+            )
+        if key in METHODS and base != key:
+            raise BenchError(
+                f"{preset.path}: overrides.{key}.method.name: {base!r} differs from the "
+                "method's own name; give the variant a row name of its own"
+            )
     for name in preset.methods:
         if name in (RANDOM_ROW, SUPERVISED_ROW):
             raise BenchError(f"{where}: {name!r} is always in the table as its own row")
-        if name not in METHODS:
-            raise BenchError(f"{where}: unknown method {name!r}; choose from {sorted(METHODS)}")
+        if name not in METHODS and name not in preset.overrides:
+            raise BenchError(
+                f"{where}: unknown method {name!r}; choose from {sorted(METHODS)} or a variant "
+                f"in overrides ({sorted(set(preset.overrides) - set(METHODS))})"
+            )
     if len(set(preset.methods)) != len(preset.methods):
         raise BenchError(f"{where}: a method is listed twice")
-    stray = sorted(set(preset.overrides) - set(METHODS))
-    if stray:
-        raise BenchError(f"{preset.path}: overrides: unknown method(s) {stray}")
     try:
         protocols = check_protocols([*preset.protocols, *(["finetune"] if finetune else [])])
         eval_cfg = eval_config_from_dict(preset.eval_settings, "eval.settings")
@@ -394,7 +417,8 @@ def _row_sections(bench: Bench) -> list[tuple[str, str, dict[str, Any] | None, s
     preset = bench.preset
     rows: list[tuple[str, str, dict[str, Any] | None, str]] = [(RANDOM_ROW, "random", None, "")]
     for name in preset.methods:
-        sections = deep_merge(preset.overrides.get(name, {}), {"method": {"name": name}})
+        override = preset.overrides.get(name, {})
+        sections = deep_merge(override, {"method": {"name": row_method(name, override)}})
         rows.append((name, "pretrain", sections, f"overrides.{name}"))
     supervised = deep_merge(preset.supervised, {"method": {"name": "supervised"}})
     supervised["method"].setdefault("num_classes", _num_classes(bench.base))
