@@ -6,40 +6,30 @@ text embeddings of the class descriptions (Sec. 3.3) with the symmetric contrast
 L_m (eqs. 15-17, ``vidssl.losses.video_text``), plus an auxiliary classifier on power-normalised
 covariance pooling of the visual tokens, L_s (Sec. 3.4, ``vidssl.models.cov_pool``):
 
-    loss = w * L_m + (1 - w) * L_s,  w = 0.5 (eq. 22, Table 3(c)).
+    loss = w * L_m + (1 - w) * L_s,  w = 0.5 (eq. 22, Table 3(c); :mod:`.xclip_loss`).
 
 Inference uses the contrastive branch only: zero-shot / closed-set scores are cosines between
 video embeddings and class text embeddings (``zero_shot_logits``).
 
-A batch needs only ``"video"`` (N, C, T, H, W) and ``"label"`` (N,); the class texts (names or
-LLM descriptions, one per class) are set once per dataset with ``set_class_texts`` or the
-``class_texts`` argument. Text encoders are chosen from ``vidssl.text.TEXT_ENCODERS``:
-``"clip"`` (CLIP's text transformer, from ``clip_checkpoint``) or ``"minilm"`` (offline
-all-MiniLM-L6-v2, the default without a CLIP file); a learned projection maps their output to
-the video embedding space (initialised to the identity when the sizes match, so CLIP's
-zero-shot alignment holds at step 0).
+A batch needs only ``"video"`` (N, C, T, H, W) and ``"label"`` (N,); the video ViT is the
+engine's backbone (``model.backbone: vit_clip``; ``arch``, ``temporal``, ``num_frames``,
+``image_size``, ``checkpoint``, ... in ``model.args``). One text per class (:mod:`.xclip_text`),
+set once per dataset by ``class_texts`` or ``set_class_texts``: a list, or a class-list name /
+file (``"ucf101"``, ``"hmdb51"``, ``"kinetics400"``, ``"synthetic"``) made texts by
+``prompt_mode`` (``name`` | ``template`` | ``description``, Table 4); encoded by ``"clip"``
+(from ``clip_checkpoint``) or ``"minilm"`` (offline, the default without a CLIP file) and a
+learned projection (the identity for CLIP of the video width: aligned at step 0).
 
-Class texts: ``class_texts`` is a list of texts (one per class), or a class-list name / file
-resolved with :mod:`vidssl.text.prompts` (``"ucf101"``, ``"hmdb51"``, ``"kinetics400"``, a
-class-list file, or ``"synthetic"`` for the synthetic set's motion classes) and turned into
-texts by ``prompt_mode`` (``name`` | ``template`` | ``description``, Table 4).
-
-Two-stage schedule (Sec. 4.2) as two engine runs: stage 1 without TWS (``vit.temporal`` other
-than ``"tws"``; ``freeze_clip=True`` trains only the new parameters), stage 2 with TWS, every
-parameter trained, initialised from stage 1 by ``init_checkpoint`` and with the learning-rate
-multipliers ``tws_lr_mult`` (x1000) and ``new_lr_mult`` (x100) over the CLIP weights (x1),
-which the engine reads from :meth:`XCLIP.lr_multipliers`.
+Two-stage schedule (Sec. 4.2, :mod:`.xclip_stages`) as two engine runs: stage 1 without TWS
+(``vit.temporal`` other than ``"tws"``; ``freeze_clip=True`` trains only the new parameters),
+stage 2 with TWS trains every parameter from ``init_checkpoint`` with learning-rate multipliers
+``tws_lr_mult`` (x1000) and ``new_lr_mult`` (x100) over CLIP's (x1): ``lr_multipliers``.
 
 Zero-shot protocol: ``held_out_classes`` (names) or ``held_out_fraction`` choose classes whose
-videos never reach the loss (dropped from each batch before the forward), whose texts never
-enter training, and that the auxiliary classifier never predicts; ``vidssl eval zeroshot``
-scores them against their own texts only.
-
-The video ViT is the engine's backbone: ``model.backbone: vit_clip`` with its arguments
-(``arch``, ``temporal``, ``num_frames``, ``image_size``, ``checkpoint``, ...) in ``model.args``.
-
-The engine removes held-out videos from the training set through :meth:`train_item_filter`;
-batches built elsewhere still have them dropped before the forward (single process only).
+videos never reach the loss (``train_item_filter`` drops them from the engine's set, other
+batches lose them before the forward, single process only), whose texts never enter training
+and that the auxiliary classifier never predicts; ``vidssl eval zeroshot`` scores them
+against their own texts only.
 
 Departures: the text encoder is frozen by default (``train_text_encoder=False``) and the class
 text table is computed once, which keeps CPU training cheap; the paper fine-tunes all CLIP
@@ -55,24 +45,20 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm
 
-from vidssl import dist
-from vidssl.losses.video_text import (
-    INIT_LOGIT_SCALE,
-    logit_scale_value,
-    video_text_contrastive,
-    video_text_logits,
-)
+from vidssl.losses.video_text import INIT_LOGIT_SCALE, logit_scale_value, video_text_logits
+from vidssl.methods import xclip_stages as stages
 from vidssl.methods.base import Method
-from vidssl.models.clip_video import CLIP_MEAN, CLIP_STD, NEW_MODULE_KEYS
+from vidssl.methods.xclip_loss import language_video_loss
+from vidssl.methods.xclip_text import (
+    ClassTextTable,
+    build_text_encoder,
+    class_count,
+    resolve_classes,
+)
+from vidssl.models.clip_video import CLIP_MEAN, CLIP_STD
 from vidssl.models.cov_pool import AuxHead
-from vidssl.text import create_text_encoder
-from vidssl.text.class_sets import choose_held_out, resolve_class_names
-from vidssl.text.prompts import DEFAULT_TEMPLATE, TEXT_MODES
-from vidssl.text.prompts import class_texts as prompt_texts
-
-TEXT_CHUNK = 64  # class texts encoded per forward when building the table
+from vidssl.text.prompts import DEFAULT_TEMPLATE
 
 
 class XCLIP(Method):
@@ -110,23 +96,16 @@ class XCLIP(Method):
     ) -> None:
         name = type(self).__name__
         super().__init__(backbone)
-        if prompt_mode not in TEXT_MODES:
-            raise ValueError(f"{name}: prompt_mode must be one of {list(TEXT_MODES)}")
-        if not 0.0 <= held_out_fraction < 1.0:
-            raise ValueError(f"{name}: held_out_fraction must be in [0, 1)")
-        self.class_names: list[str] | None = None
-        if isinstance(class_texts, str):  # a class-list name / file -> one text per class
-            self.class_names = resolve_class_names(class_texts)
-            class_texts = prompt_texts(self.class_names, prompt_mode, descriptions, template)
-        elif class_texts is not None:
-            self.class_names = list(class_texts)
-        self.held_out: list[int] = []
-        if held_out_classes or held_out_fraction > 0:
-            if self.class_names is None:
-                raise ValueError(f"{name}: held-out classes need class_texts")
-            self.held_out = choose_held_out(
-                self.class_names, held_out_classes, held_out_fraction, held_out_seed
-            )
+        self.class_names, texts, self.held_out = resolve_classes(
+            name,
+            class_texts,
+            prompt_mode,
+            descriptions,
+            template,
+            held_out_classes,
+            held_out_fraction,
+            held_out_seed,
+        )
         self.tws_lr_mult, self.new_lr_mult = tws_lr_mult, new_lr_mult
         if not hasattr(backbone, "forward_tokens"):
             raise TypeError(
@@ -137,39 +116,17 @@ class XCLIP(Method):
             raise ValueError(
                 f"{name}: contrastive_weight must be in [0, 1], got {contrastive_weight}"
             )
-        if class_texts is not None:
-            if num_classes is not None and num_classes != len(class_texts):
-                raise ValueError(
-                    f"{name}: num_classes={num_classes} but {len(class_texts)} class_texts"
-                )
-            num_classes = len(class_texts)
-        if aux and contrastive_weight < 1.0 and not num_classes:
-            raise ValueError(
-                f"{name}: the auxiliary head needs num_classes or class_texts (or aux=False)"
-            )
+        num_classes = class_count(name, texts, num_classes, aux and contrastive_weight < 1.0)
         self.contrastive_weight = contrastive_weight
         self.train_text_encoder = train_text_encoder
 
-        text_name = text_encoder or ("clip" if clip_checkpoint is not None else "minilm")
-        kwargs = dict(text_kwargs or {})
-        if clip_checkpoint is not None and text_name == "clip":
-            kwargs.setdefault("checkpoint", clip_checkpoint)
-        encoder = create_text_encoder(text_name, **kwargs)
-        self.text_name = text_name
-        if train_text_encoder:
-            self.text_encoder: nn.Module | None = encoder
-        else:  # frozen and kept out of the state dict: only the class table it makes is used
-            encoder.requires_grad_(False).eval()
-            self.text_encoder = None
-            self._frozen_text = (encoder,)
-
-        embed = self.feature_dim
-        text_dim = int(encoder.output_dim)
-        self.text_proj = nn.Linear(text_dim, embed, bias=False)
-        if text_dim == embed and text_name == "clip":
-            nn.init.eye_(self.text_proj.weight)  # keep CLIP's joint space at initialisation
-        else:
-            nn.init.normal_(self.text_proj.weight, std=text_dim**-0.5)
+        self.text_name, encoder, proj = build_text_encoder(
+            text_encoder, clip_checkpoint, text_kwargs, self.feature_dim
+        )
+        self.text_encoder: nn.Module | None = encoder if train_text_encoder else None
+        if not train_text_encoder:  # frozen, kept out of the state dict: only its table is used
+            self._frozen_text = (encoder.requires_grad_(False).eval(),)
+        self.text_proj = proj
         if logit_scale_init is None:
             logit_scale_init = getattr(encoder, "logit_scale_init", None) or INIT_LOGIT_SCALE
         self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale_init)))
@@ -177,7 +134,7 @@ class XCLIP(Method):
         self.aux_head: AuxHead | None = None
         if aux and contrastive_weight < 1.0:
             self.aux_head = AuxHead(
-                embed,
+                self.feature_dim,
                 int(num_classes or 0),
                 num_frames=getattr(backbone, "num_frames", 8),
                 cov_dim=cov_dim,
@@ -186,44 +143,17 @@ class XCLIP(Method):
                 dropout=aux_dropout,
             )
         self.num_classes = num_classes or 0
-        self.register_buffer("class_tokens", torch.zeros(0, 0, dtype=torch.long), persistent=False)
-        self.register_buffer("class_features", torch.zeros(0, text_dim), persistent=False)
-        self.register_buffer("seen_mask", torch.ones(0, dtype=torch.bool), persistent=False)
-        if class_texts is not None:
-            self.set_class_texts(class_texts)
+        self.class_table = ClassTextTable(proj.in_features, name)  # adds no state-dict key
+        if texts is not None:
+            self.set_class_texts(texts)
         if freeze_clip:  # stage 1 (Sec. 4.2): only the parameters new to CLIP learn
-            for key, p in self.named_parameters():
-                if self.group_of(key) == "clip":
-                    p.requires_grad_(False)
+            stages.freeze_clip_(self, self.group_of)
         if init_checkpoint is not None:
             self.load_init_checkpoint(init_checkpoint)
 
     def load_init_checkpoint(self, path: str | Path) -> None:
-        """Initialise from a vidssl checkpoint's ``"model"`` state (e.g. stage 1 for stage 2).
-
-        Parameters of modules new in this stage (TWS / message tokens, ``NEW_MODULE_KEYS``)
-        may be missing from the file; anything else missing or unexpected is an error.
-        """
-        name = type(self).__name__
-        file = Path(path)
-        if not file.is_file():
-            raise FileNotFoundError(f"{name}: init_checkpoint not found: {file}")
-        try:
-            ckpt = torch.load(file, map_location="cpu", weights_only=True)
-            state = ckpt["model"]
-        except Exception as err:  # torn / foreign files
-            raise ValueError(f"{name}: {file} is not a vidssl checkpoint ({err})") from err
-        own = self.state_dict()
-        shapes = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-        if shapes:
-            raise ValueError(f"{name}: {file}: shapes differ for {shapes[:5]}")
-        result = self.load_state_dict(state, strict=False)
-        missing = [k for k in result.missing_keys if not any(m in k for m in NEW_MODULE_KEYS)]
-        if missing or result.unexpected_keys:
-            raise ValueError(
-                f"{name}: {file} does not fit this model: missing {missing[:5]}, "
-                f"unexpected {result.unexpected_keys[:5]}"
-            )
+        """Initialise from a vidssl checkpoint's ``"model"`` state (stage 1 for stage 2)."""
+        stages.load_init_checkpoint(self, path)
 
     def train_item_filter(self, item: Any) -> bool:
         """False for a training video of a held-out class (the engine drops it from the set)."""
@@ -234,45 +164,32 @@ class XCLIP(Method):
     def encoder(self) -> nn.Module:
         return self.text_encoder if self.text_encoder is not None else self._frozen_text[0]
 
-    @torch.no_grad()
+    # the table's buffers under their old names: tokens (K, L), features (K, D_text), seen (K,)
+    @property
+    def class_tokens(self) -> Tensor:
+        return self.class_table.tokens
+
+    @property
+    def class_features(self) -> Tensor:
+        return self.class_table.features
+
+    @property
+    def seen_mask(self) -> Tensor:
+        return self.class_table.seen
+
     def set_class_texts(self, texts: Sequence[str]) -> None:
         """Tokenise (and, with a frozen encoder, encode) one text per class, index = label."""
-        texts = list(texts)
-        if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
-            raise ValueError(f"{type(self).__name__}.set_class_texts: need non-empty strings")
-        device = self.logit_scale.device
-        tokens = self.encoder.tokenize(texts)  # (K, L)
-        self.class_tokens = tokens.to(device)
-        if self.text_encoder is None:
-            encoder = self.encoder.to(device)
-            chunks = range(0, len(texts), TEXT_CHUNK)
-            feats = [
-                encoder(tokens[i : i + TEXT_CHUNK].to(device))
-                for i in tqdm(chunks, desc="class texts", disable=len(chunks) < 4, leave=False)
-            ]
-            self.class_features = torch.cat(feats).float()  # (K, text_dim)
-        seen = torch.ones(len(texts), dtype=torch.bool, device=device)
-        held = [k for k in self.held_out if k < len(texts)]
-        seen[held] = False
-        self.seen_mask = seen
+        self.class_table.set_texts(
+            texts,
+            self.encoder,
+            encode=self.text_encoder is None,
+            held_out=self.held_out,
+            device=self.logit_scale.device,
+        )
 
     def class_text_features(self, labels: Tensor | None = None) -> Tensor:
         """Projected class text embeddings c: (K, E), or (N, E) for ``labels`` (N,)."""
-        k = self.class_tokens.shape[0]
-        if k == 0:
-            raise RuntimeError(f"{type(self).__name__}: call set_class_texts(...) first")
-        if labels is not None and (labels.min() < 0 or labels.max() >= k):
-            raise ValueError(
-                f"{type(self).__name__}: labels must be in [0, {k}) (one class text per "
-                f"class), got min {int(labels.min())}, max {int(labels.max())}"
-            )
-        if self.text_encoder is None:
-            feats = self.class_features if labels is None else self.class_features[labels]
-            return self.text_proj(feats)
-        if labels is None:
-            return self.text_proj(self.text_encoder(self.class_tokens))
-        classes, inverse = labels.unique(return_inverse=True)  # encode each class once
-        return self.text_proj(self.text_encoder(self.class_tokens[classes]))[inverse]
+        return self.class_table.projected(self.text_proj, self.text_encoder, labels)
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
@@ -287,50 +204,22 @@ class XCLIP(Method):
                 f"{tuple(x.shape)} and {tuple(labels.shape)}"
             )
         if self.held_out:  # zero-shot protocol: held-out videos never reach the loss
-            k = self.seen_mask.shape[0]
-            if k == 0 or labels.min() < 0 or labels.max() >= k:
-                raise ValueError(f"{name}: labels must be in [0, {k}) (one class text per class)")
-            keep = self.seen_mask[labels]  # (N,) bool
-            if dist.is_dist() and not bool(keep.all()):  # ranks' batches must keep their size
-                raise RuntimeError(
-                    f"{name}: a batch holds held-out classes under DDP; build the dataset with "
-                    "train_item_filter (the engine does)"
-                )
-            x, labels = x[keep], labels[keep]
+            x, labels, keep = self.class_table.keep_seen(x, labels)
             if labels.numel() == 0:  # the whole batch was held out: a zero loss
                 zero = sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
                 return {"loss": zero, "held_out_dropped": torch.ones(())}
         out = self.backbone.forward_tokens(x)
         text = self.class_text_features(labels)  # (N, E)
-        video_all = dist.all_gather_with_grad(out.video)
-        text_all = dist.all_gather_with_grad(text)
-        labels_all = dist.concat_all_gather(labels)
-        offset = dist.get_rank() * x.shape[0]
-        loss_m = video_text_contrastive(
-            out.video,
+        loss, logs = language_video_loss(
+            out,
             text,
-            self.logit_scale,
             labels,
-            video_all=video_all,
-            text_all=text_all,
-            labels_all=labels_all,
-            offset=offset,
+            self.logit_scale,
+            weight=self.contrastive_weight,
+            aux_head=self.aux_head,
+            seen=self.seen_mask,
+            owner=name,
         )
-        w = self.contrastive_weight
-        logs: dict[str, Tensor] = {"loss_contrastive": loss_m.detach()}
-        loss = w * loss_m
-        if self.aux_head is not None:
-            if self.aux_head.fc_cov.out_features != self.class_tokens.shape[0]:
-                raise ValueError(
-                    f"{name}: auxiliary head has {self.aux_head.fc_cov.out_features} classes, "
-                    f"class texts {self.class_tokens.shape[0]}"
-                )
-            logits = self.aux_head(out.patches, out.video)
-            logits = logits.masked_fill(~self.seen_mask, float("-inf"))  # never held-out classes
-            loss_s = F.cross_entropy(logits, labels)  # eq. (21)
-            loss = loss + (1.0 - w) * loss_s  # eq. (22)
-            logs["loss_aux"] = loss_s.detach()
-            logs["acc_aux"] = (logits.argmax(1) == labels).float().mean().detach()
         with torch.no_grad():
             scores = video_text_logits(out.video, self.class_text_features(), self.logit_scale)
             scores = scores.masked_fill(~self.seen_mask, float("-inf"))  # (N, K), seen classes
@@ -341,30 +230,16 @@ class XCLIP(Method):
         return {"loss": loss, **logs}
 
     def group_of(self, key: str) -> str:
-        """Learning-rate group of parameter ``key`` (Sec. 4.2): ``"tws"`` (x1000), ``"new"``
-        (message tokens, temporal modules, heads, text projection, temperature: x100) or
-        ``"clip"`` (pretrained CLIP weights: x1)."""
-        if "message_temporal." in key:
-            return "tws"
-        if key.startswith("backbone.") and not any(k in key for k in NEW_MODULE_KEYS):
-            return "clip" if not key.startswith("backbone.head.") else "new"
-        if key.startswith("text_encoder."):
-            return "clip" if self.text_name == "clip" else "new"
-        return "new"
+        """Learning-rate group of parameter ``key``: ``"tws"``, ``"new"`` or ``"clip"``."""
+        return stages.lr_group(key, self.text_name)
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Trainable parameters split by :meth:`group_of`: ``"tws"``, ``"new"``, ``"clip"``."""
-        groups: dict[str, list[nn.Parameter]] = {"tws": [], "new": [], "clip": []}
-        for key, p in self.named_parameters():
-            if p.requires_grad:
-                groups[self.group_of(key)].append(p)
-        return groups
+        return stages.param_groups(self, self.group_of)
 
     def lr_multipliers(self) -> dict[str, float]:
-        """Parameter-name prefix -> learning-rate multiplier for the engine's optimiser
-        (Sec. 4.2: TWS x ``tws_lr_mult``, new modules x ``new_lr_mult``, CLIP x1)."""
-        mults = {"tws": self.tws_lr_mult, "new": self.new_lr_mult, "clip": 1.0}
-        return {key: mults[self.group_of(key)] for key, _ in self.named_parameters()}
+        """Parameter name -> learning-rate multiplier, read by the engine's optimiser."""
+        return stages.lr_multipliers(self, self.group_of, self.tws_lr_mult, self.new_lr_mult)
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
