@@ -401,7 +401,9 @@ def test_tiny_bench_writes_the_table_and_a_rerun_skips_finished_cells(
     assert {p: p.stat().st_mtime_ns for p in before} == before
     rerun = json.loads((out / "bench.json").read_text())
     assert rerun["rows"] == summary["rows"]
-    assert rerun["wall_s"] == summary["wall_s"] > 0  # a no-op rerun keeps the run's wall time
+    # the summed cell time survives reruns; a rerun that ran nothing has no wall time
+    assert rerun["cells_s"] == summary["cells_s"] > 0 and summary["wall_s"] > 0
+    assert rerun["wall_s"] is None
 
     # a cell whose training finished but whose evaluation did not is evaluated, not retrained
     monkeypatch.undo()
@@ -485,3 +487,13 @@ def test_a_partial_second_stage_resumes_without_rerunning_the_first(
     assert [s["resumed"] for s in train["stages"]] == [False, True] and train["steps"] == 5
     rows = json.loads((out / "bench.json").read_text())["rows"]
     assert [row[0] for row in rows] == TINY_ROWS
+
+
+def test_cell_seconds_add_training_and_evaluation_of_every_cell() -> None:
+    records = [
+        {"train": None, "eval_s": 3.0},  # random init: evaluated only
+        {"train": {"wall_s": 120.0}, "eval_s": 5.0},
+        {"train": {"wall_s": 60.0, "stages": [{}, {}]}, "eval_s": 7.5},  # one staged cell
+    ]
+    assert bench.cell_seconds(records) == 195.5
+    assert bench.cell_seconds([]) == 0.0
