@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from vidssl.app import bench, bench_cells
+from vidssl.app import bench, bench_cells, bench_table
 from vidssl.app.cli import main
 from vidssl.eval.stats import EvalResult
 
@@ -68,7 +68,7 @@ def test_table_means_and_stds_over_seeds_by_hand() -> None:
         ),
         _record("supervised", "supervised", 0, [], error="CellFailed: exited with code 1"),
     ]
-    table = bench.bench_table(bench.collect_rows(records), ["retrieval", "linear"])
+    table = bench_table.bench_table(bench_table.collect_rows(records), ["retrieval", "linear"])
     assert table.columns == [
         "method",
         "backbone",
@@ -495,5 +495,5 @@ def test_cell_seconds_add_training_and_evaluation_of_every_cell() -> None:
         {"train": {"wall_s": 120.0}, "eval_s": 5.0},
         {"train": {"wall_s": 60.0, "stages": [{}, {}]}, "eval_s": 7.5},  # one staged cell
     ]
-    assert bench.cell_seconds(records) == 195.5
-    assert bench.cell_seconds([]) == 0.0
+    assert bench_table.cell_seconds(records) == 195.5
+    assert bench_table.cell_seconds([]) == 0.0

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from vidssl.app import bench, bench_cells, bench_text, zeroshot
+from vidssl.app import bench, bench_cells, bench_table, bench_text, zeroshot
 from vidssl.app.cli import main
 from vidssl.eval.stats import EvalResult
 
@@ -123,7 +123,9 @@ def test_text_columns_appear_only_with_results_and_notes_give_chance() -> None:
     ]
     xclip = {**base, "row": "xclip", "label": "xclip", "results": texts}
     protocols = ["retrieval", *bench_text.TEXT_PREFIX]
-    table = bench.bench_table(bench.collect_rows([plain, xclip]), protocols, resources=False)
+    table = bench_table.bench_table(
+        bench_table.collect_rows([plain, xclip]), protocols, resources=False
+    )
     assert table.columns[3:] == [
         "R@1 motion",
         "R@5 motion",
@@ -131,7 +133,7 @@ def test_text_columns_appear_only_with_results_and_notes_give_chance() -> None:
         "zero-shot top-1 motion",
     ]
     assert table.rows[0][-2:] == ["–", "–"] and table.rows[1][-2:] == ["25.0", "50.0"]
-    alone = bench.bench_table(bench.collect_rows([plain]), protocols, resources=False)
+    alone = bench_table.bench_table(bench_table.collect_rows([plain]), protocols, resources=False)
     assert alone.columns[3:] == ["R@1 motion", "R@5 motion"]
     notes = bench_text.text_notes([plain, xclip])
     assert "closed-set over 8 classes, chance 12.5 %" in notes

@@ -35,7 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vidssl.app.bench import Row, bench_table, deep_merge, default_threads, read_throughput
+from vidssl.app.bench import deep_merge, default_threads, read_throughput
+from vidssl.app.bench_table import Row, bench_table
 from vidssl.eval.stats import EvalResult, to_markdown
 
 DEMO_METHOD = "simclr"
