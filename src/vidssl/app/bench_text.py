@@ -109,8 +109,7 @@ def evaluate_text_protocols(text: TextPlan, run_dir: Path) -> list[EvalResult]:
     results = []
     for protocol in text.protocols:
         result = zeroshot.evaluate_text(run_dir / CHECKPOINT, protocol, text.settings)
-        dataset = result.info.get("dataset", "data")
-        result.save(run_dir / "eval" / f"{protocol}-{dataset}-{result.label_set}.json")
+        zeroshot.save_text_result(result, protocol, run_dir)
         results.append(result)
     return results
 

@@ -186,6 +186,13 @@ def text_match_metrics(
 # ---------------------------------------------------------------------------- protocols
 
 
+def save_text_result(result: EvalResult, protocol: str, out: Path) -> Path:
+    """Write ``result`` to ``out/eval/<protocol>-<dataset>-<label set>.json`` (what
+    ``vidssl report`` reads); returns the path."""
+    dataset = result.info.get("dataset", "data")
+    return result.save(out / "eval" / f"{protocol}-{dataset}-{result.label_set}.json")
+
+
 def evaluate_text(
     checkpoint: str | Path,
     protocol: str,
@@ -270,8 +277,7 @@ def run_protocol(args: argparse.Namespace) -> int:
         print(f"vidssl eval: failed: {err}", file=sys.stderr)
         return 1
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
-    dataset = result.info["dataset"]
-    path = result.save(out / "eval" / f"{args.protocol}-{dataset}-{result.label_set}.json")
+    path = save_text_result(result, args.protocol, out)
     for table in results_tables([result]):
         print(f"\n{args.protocol}: {table.title} (%)")
         print(to_markdown(table), end="")
