@@ -47,6 +47,16 @@ class Method(nn.Module):
         """Hook for momentum updates; ``progress`` = finished steps / total steps."""
         check_progress(progress)
 
+    def negative_queues(self) -> dict[str, int]:
+        """Queues of past keys that serve as negatives *without* masking the query's own video:
+        ``{config field under "method.": queue length}``. Default: none.
+
+        The engine warns when one is longer than the training set: after an epoch the queue
+        then holds stale keys of the query's own video, which the loss pushes away
+        (``vidssl.app.train.build.warn_long_queues``).
+        """
+        return {}
+
     def two_views(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
         """The two ``(N, C, T, H, W)`` views of ``batch["views"]``, validated."""
         name = type(self).__name__

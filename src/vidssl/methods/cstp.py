@@ -188,6 +188,12 @@ class CSTP(Method):
         logs.update({f"loss_{term}": value.detach() for term, value in terms.items()})
         return {"loss": loss, **logs}
 
+    def negative_queues(self) -> dict[str, int]:
+        """The composed scheme's queues (MoCo), under ``method.contrastive_kwargs``."""
+        if self.ctr is None:
+            return {}
+        return {f"contrastive_kwargs.{k}": v for k, v in self.ctr.negative_queues().items()}
+
     def on_after_optimizer_step(self, progress: float) -> None:
         check_progress(progress)
         if self.ctr is not None:

@@ -8,7 +8,12 @@ same on all ranks. The queue and its pointer are registered buffers (checkpointe
 encoder follows xi <- m xi + (1 - m) theta after every optimiser step.
 
 Defaults and departures:
-- t = 0.07, K = 65536, m = 0.999 (MoCo v1, Sec. 3.3 and 4).
+- t = 0.07, K = 65536, m = 0.999 (MoCo v1, Sec. 3.3 and 4). K = 65536 is 5 % of ImageNet's
+  1.28M images; on a small video set (UCF101 split 1: 9,537 training videos) the same K holds
+  about 7 stale keys of every query's own video as negatives. Set ``queue_size`` below the
+  number of training videos (the engine warns otherwise, ``Method.negative_queues``). With a
+  shuffled order a video's previous key is between 0 and 2 epochs old (triangular), so a queue
+  of K <= N keys still holds one with probability K^2 / (2 N^2): 2.3 % for K = 2048, N = 9,537.
 - Head n -> 4096 -> 128 with BN + ReLU as in CSTP's appendix; MoCo v2 uses a 2048-wide head
   without BN. ``shuffle_bn=True`` applies MoCo's shuffling BN to the key encoder under DDP
   (CSTP's appendix uses it); in a single process it is a no-op.
@@ -63,6 +68,10 @@ class MoCo(Method):
         self.key_projector = frozen_copy(self.projector)
         self.register_buffer("queue", F.normalize(torch.randn(queue_size, out_dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+
+    def negative_queues(self) -> dict[str, int]:
+        """The queue: every row is a negative, own-video keys included (MoCo has no mask)."""
+        return {"queue_size": int(self.queue.shape[0])}
 
     @torch.no_grad()
     def keys(self, x: Tensor) -> Tensor:

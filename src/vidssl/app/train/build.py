@@ -11,11 +11,14 @@
 CVRL ablation). A method with a ``train_item_filter(item) -> bool`` keeps only the training
 videos it accepts (X-CLIP's zero-shot protocol removes its held-out classes this way, so they
 never reach any rank). A language-supervised method (one with ``set_class_texts``, e.g. X-CLIP) gets
-the dataset's class names as its class texts unless ``method.class_texts`` is given.
+the dataset's class names as its class texts unless ``method.class_texts`` is given. A method
+whose negative queue (``Method.negative_queues``) is longer than the training set gets a
+logged warning naming the config field (``warn_long_queues``).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from torch import nn
@@ -24,6 +27,9 @@ from vidssl import dist
 from vidssl.app.train.checkpoint import seed_all
 from vidssl.app.train.loop import Trainer
 from vidssl.config import Config, ConfigError, keyword_params
+from vidssl.methods.base import Method
+
+log = logging.getLogger(__name__)
 
 
 def build_method(cfg: Config) -> nn.Module:
@@ -74,6 +80,26 @@ def build_dataset(cfg: Config, method: nn.Module, train: bool = True) -> Any:
     return VideoDataset(index, recipe, seed=cfg.train.seed, opener=opener)
 
 
+def warn_long_queues(method: nn.Module, num_videos: int) -> list[str]:
+    """Log a warning for every negative queue (``Method.negative_queues``) longer than the
+    ``num_videos`` training videos; returns the warnings.
+
+    Such a queue holds stale keys of the query's own video as negatives (MoCo's K = 65536 on
+    UCF101's 9,537 training videos: about 7 per query).
+    """
+    queues = method.negative_queues() if isinstance(method, Method) else {}
+    messages = [
+        f"method.{name}={size} exceeds the {num_videos} training videos: the queue holds "
+        f"about {size / max(num_videos, 1):.1f} stale keys of every query's own video as "
+        f"negatives; set method.{name} below {num_videos}"
+        for name, size in queues.items()
+        if size > num_videos
+    ]
+    for message in messages:
+        log.warning(message)
+    return messages
+
+
 def build_trainer(cfg: Config, info: dist.DistInfo | None = None) -> Trainer:
     """Seeded model init (identical on every rank), dataset, Trainer.
 
@@ -89,6 +115,8 @@ def build_trainer(cfg: Config, info: dist.DistInfo | None = None) -> Trainer:
         dataset = build_dataset(cfg, method)
     except (OSError, ValueError, KeyError) as err:
         raise ConfigError("data", f"cannot build dataset {cfg.data.dataset!r}: {err}") from err
+    if info is None or info.rank == 0:
+        warn_long_queues(method, len(dataset))
     if hasattr(method, "set_class_texts") and not cfg.method.hparams.get("class_texts"):
         method.set_class_texts(dataset.classes)  # language-supervised: class names as texts
     return Trainer(cfg, method, dataset, info=info)
