@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 from torch import nn
 from torch.utils.data import default_collate
@@ -19,7 +20,8 @@ from vidssl.data import pretext as P
 from vidssl.data.recipes import RECIPES
 from vidssl.losses.pretext import pretext_contrastive
 from vidssl.methods import METHODS
-from vidssl.methods.cstp import CONTRASTIVE, CSTP
+from vidssl.methods.byol import BYOL
+from vidssl.methods.cstp import CONTRASTIVE, CSTP, CTR_SCALE
 from vidssl.methods.mtcl import MTCL
 from vidssl.methods.pretext import Pretext
 from vidssl.models.attention import (
@@ -259,9 +261,34 @@ def test_cstp_composes_the_contrastive_method_on_shared_features(contrastive: st
     method.backbone.stem.register_forward_hook(lambda m, i, o: calls.append(1))
     ours = method.training_step(batch)
     ref = plain.training_step({"views": batch["views"]})
-    torch.testing.assert_close(ours["loss"], ref["loss"])
+    torch.testing.assert_close(ours["loss"], CTR_SCALE[contrastive] * ref["loss"])
     assert len(calls) == 2  # v and v' once each through the online backbone
     assert method.ctr is not None and method.ctr.backbone.inner is method.backbone
+
+
+def test_cstp_byol_term_is_eq3_scale_against_a_hand_written_reference() -> None:
+    """L_ctr for BYOL is eq. (3) as a batch mean over both directions (+ 1), range [0, 2]:
+    1 - (mean_i cos(q_i, z'_i) + mean_i cos(q'_i, z_i)) / 2, so λ_ctr = 0.1 weighs 0.1 of it."""
+    method = tiny_cstp("byol", lambda_ctr=1.0, lambda_pcls=0, lambda_rcls=0, lambda_ocls=0)
+    batch = make_batch(method)
+    v1, v2 = batch["views"]
+    out = method.training_step(batch)
+    byol = method.ctr
+    assert isinstance(byol, BYOL)
+    with torch.no_grad():  # same weights, same batch statistics: the same q and z'
+        q1, q2 = byol.predict(v1), byol.predict(v2)
+        z1, z2 = byol.target(v1), byol.target(v2)
+    cos12 = (F.normalize(q1, dim=1) * F.normalize(z2, dim=1)).sum(1).mean()
+    cos21 = (F.normalize(q2, dim=1) * F.normalize(z1, dim=1)).sum(1).mean()
+    reference = 1.0 - 0.5 * (cos12 + cos21)
+    torch.testing.assert_close(out["loss"].detach(), reference, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out["loss_ctr"], reference, rtol=1e-5, atol=1e-6)
+    assert 0.0 <= float(out["loss"].detach()) <= 2.0
+    joint = tiny_cstp("byol")  # paper weights: λ_ctr = 0.1 on the same scale
+    parts = joint.training_step(batch)
+    expected = 0.1 * parts["loss_ctr"] + parts["loss_pcls"] + parts["loss_rcls"]
+    torch.testing.assert_close(parts["loss"].detach(), expected + parts["loss_ocls"])
+    assert float(parts["loss_ctr"]) <= 2.0
 
 
 def test_cstp_state_dict_round_trip_keeps_sharing() -> None:

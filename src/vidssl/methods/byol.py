@@ -3,6 +3,8 @@
 An online network (backbone, projector, predictor) predicts a momentum target network's
 projection of the other view; no negatives. The loss is BYOL's normalised regression
 2 - 2 cos(q, z'), symmetrised by swapping the views and summed (BYOL's L + L~, range [0, 8]).
+Composed into CSTP the loss enters at a quarter, 1 - mean cos, the scale of CSTP's eq. (3)
+that its λ_ctr = 0.1 weighs (``vidssl.methods.cstp.CTR_SCALE``).
 The target follows xi <- tau xi + (1 - tau) theta after every optimiser step, with tau rising
 from ``base_momentum`` to ``final_momentum`` on BYOL's cosine schedule (Sec. 3.2).
 

@@ -13,7 +13,10 @@ of CSTP"):
   concatenation to both, which is what we do.)
 
 The joint loss is eq. (5): ``L = λ_ctr L_ctr + λ_pcls L_pcls + λ_rcls L_rcls + λ_ocls L_ocls``
-with CSTP's λ_ctr = 0.1 and the others 1 (appendix). A term with λ = 0 is switched off: its
+with CSTP's λ_ctr = 0.1 and the others 1 (appendix). L_ctr is on the scale of eqs. (1) and (3),
+so that λ_ctr weighs what the paper weighs (``CTR_SCALE``): BYOL's own loss L + L~ (range
+[0, 8]) enters as 0.25 (L + L~) = 1 - mean cos, eq. (3) as a batch mean averaged over the two
+directions, plus 1. A term with λ = 0 is switched off: its
 heads (or contrastive networks) are not built and not computed, so the rows of CSTP Tables 2
 and 3 are configs. All heads are single linear layers; every loss is a softmax cross-entropy.
 
@@ -55,6 +58,18 @@ CONTRASTIVE: dict[str, type[Method]] = {
     "byol": BYOL,
     "simsiam": SimSiam,
 }
+
+# contrastive scheme -> factor putting the composed method's loss on the scale of CSTP's L_ctr,
+# which eq. (5) weighs with λ_ctr = 0.1 (appendix). Eq. (3) (BYOL, SimSiam) is one direction,
+# -sum_i sim(q_i, z'_i); eq. (1) (SimCLR, MoCo) one InfoNCE term per sample. We take batch means
+# (as for the cross-entropy terms L_pcls, L_rcls, L_ocls) and average the two directions where a
+# scheme symmetrises (each direction weighs 1/2, together eq. (3)'s 1; the views are
+# exchangeable, so the expected gradient is eq. (3)'s). BYOL's method loss is its L + L~ = sum over both
+# directions of mean(2 - 2 cos), 4 x (1 - mean cos): 0.25 (L + L~) = 1 - mean cos, i.e. eq. (3)
+# + 1 (the constant changes no gradient). Unscaled, λ_ctr = 0.1 would weigh BYOL's term 4x what
+# the paper weighs (0.4). SimSiam's loss already is 0.5 (D(p1, z2) + D(p2, z1)) with D = -cos,
+# eq. (3)'s scale; NT-Xent (SimCLR) and MoCo's loss are eq. (1)'s per-sample cross-entropy.
+CTR_SCALE: dict[str, float] = {"simclr": 1.0, "moco": 1.0, "byol": 0.25, "simsiam": 1.0}
 
 # clip-level task -> its term in eq. (5)
 CLIP_TERMS: dict[str, str] = {"pace": "pcls", "rotation": "rcls"}
@@ -164,7 +179,7 @@ class CSTP(Method):
             shared: SharedFeatures = self.ctr.backbone  # type: ignore[assignment]
             with shared.sharing((v1, y1), (v2, y2)):
                 out = self.ctr.training_step({"views": [v1, v2]})
-            terms["ctr"] = out.pop("loss")
+            terms["ctr"] = CTR_SCALE[self.contrastive] * out.pop("loss")  # eq. (1) / (3) scale
             logs.update({f"ctr_{k}": v.detach() for k, v in out.items()})
 
         clip_tasks = list(self.clip_heads.heads)
