@@ -38,7 +38,7 @@ class RecipeBase:
         train: random clips + augmentation (True) or deterministic centre clips/crops.
         scale, ratio: random-resized-crop area fraction and aspect range (CVRL defaults).
         jitter_strength: SimCLR colour-jitter strength ``s`` (0 disables jitter).
-        p_flip, p_jitter, p_gray, p_blur: augmentation probabilities.
+        p_flip, p_jitter, p_gray, p_blur, p_solarize: augmentation probabilities.
         per_frame: independent augmentation per frame (CVRL ablation) instead of per clip.
         mean, std: normalisation.
         short: how short videos are padded, a key of ``samplers.SHORT_VIDEO_MODES``.
@@ -60,6 +60,7 @@ class RecipeBase:
     mean: Sequence[float] = KINETICS_MEAN
     std: Sequence[float] = KINETICS_STD
     short: str = "loop"
+    p_solarize: float = 0.0  # probability of solarising a clip (one draw per clip, as blur)
 
     def __post_init__(self) -> None:
         if self.clip_len < 1:
@@ -86,6 +87,7 @@ class RecipeBase:
             mean=self.mean,
             std=self.std,
             per_frame=self.per_frame,
+            p_solarize=self.p_solarize,
         )
         self.eval_transform = EvalTransform(size=self.size, mean=self.mean, std=self.std)
 

@@ -17,6 +17,7 @@ are deterministic (centre / uniform) and crops are centre crops of the short sid
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -88,11 +89,17 @@ class TwoClips(RecipeBase):
     ``gap`` names the distribution of the distance between the two clip starts
     (``samplers.GAP_DISTRIBUTIONS``: ``"random"`` uniform, ``"cvrl"`` linearly decreasing with
     ``c_ratio``); ``same_clip=True`` takes both views from one clip (SimCLR-style image pairs).
+    ``view_p_blur`` / ``view_p_solarize`` give each view its own blur / solarisation
+    probability (CVRL's released pipeline: blur (1.0, 0.1), solarisation (0.0, 0.2)).
     """
 
     gap: str = "random"
     c_ratio: float = 1.0
     same_clip: bool = False
+    # per-view blur probabilities (view 1, view 2); () = p_blur for both views
+    view_p_blur: tuple[float, ...] = ()
+    # per-view solarisation probabilities (view 1, view 2); () = p_solarize for both views
+    view_p_solarize: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -100,6 +107,19 @@ class TwoClips(RecipeBase):
             raise ValueError(
                 f"gap={self.gap!r}: expected one of {sorted(samplers.GAP_DISTRIBUTIONS)}"
             )
+        per_view = {"p_blur": self.view_p_blur, "p_solarize": self.view_p_solarize}
+        for name, probs in per_view.items():
+            if probs and (len(probs) != 2 or not all(0.0 <= p <= 1.0 for p in probs)):
+                raise ValueError(
+                    f"data.recipe.view_{name}={list(probs)}: expected two probabilities in "
+                    "[0, 1] (view 1, view 2) or [] for the shared value"
+                )
+        self.view_augments = [
+            dataclasses.replace(
+                self.augment, **{name: probs[i] for name, probs in per_view.items() if probs}
+            )
+            for i in range(2)
+        ]
 
     def __call__(self, video: VideoSource, rng: np.random.Generator) -> Sample:
         stride = self.stride_for(video)
@@ -113,7 +133,9 @@ class TwoClips(RecipeBase):
             )
             idx = np.stack([a, b])  # (2, T)
         frames = self.read(video, idx)  # (2, T, H, W, 3)
-        return {"views": [self.transform(clip, rng) for clip in frames]}
+        if not self.train:
+            return {"views": [self.eval_transform(clip) for clip in frames]}
+        return {"views": [aug(clip, rng) for aug, clip in zip(self.view_augments, frames)]}
 
 
 @dataclass

@@ -323,6 +323,15 @@ def gaussian_blur(x: Tensor, sigma: Tensor, kernel_size: int) -> Tensor:
     return y.view(t, c, h, w)  # (1, T*C, H, W) -> (T, C, H, W)
 
 
+def solarize(x: Tensor, mask: Tensor, threshold: float = 0.5) -> Tensor:
+    """Solarise frames (``x: (T, C, H, W)`` float in [0, 1]) where ``mask`` ((T,) or (1,)
+    bool) is set: values >= ``threshold`` become ``1 - value`` (BYOL; CVRL's released code)."""
+    if not bool(mask.any()):
+        return x
+    y = torch.where(x < threshold, x, 1.0 - x)
+    return y if bool(mask.all()) else torch.where(_per_frame(mask), y, x)
+
+
 # colour-jitter ops in a fixed order; ClipAugment applies them in a random permutation
 _JITTER_OPS: list[Callable[[Tensor, Tensor], Tensor]] = [
     adjust_brightness,
@@ -373,10 +382,11 @@ class ClipAugment:
 
     Order (SimCLR/CVRL): random resized crop -> horizontal flip -> colour jitter (brightness,
     contrast, saturation, hue in random order, with probability ``p_jitter``) -> grayscale ->
-    gaussian blur -> normalise. Jitter ranges follow SimCLR's strength ``s``: brightness,
-    contrast and saturation factors in ``[1 - 0.8 s, 1 + 0.8 s]``, hue shift in
+    gaussian blur -> solarisation -> normalise. Jitter ranges follow SimCLR's strength ``s``:
+    brightness, contrast and saturation factors in ``[1 - 0.8 s, 1 + 0.8 s]``, hue shift in
     ``[-0.2 s, 0.2 s]`` turns. ``blur_sigma`` is in pixels at 224 px output and scales with
-    ``size`` (kernel 10 % of the side, as SimCLR).
+    ``size`` (kernel 10 % of the side, as SimCLR). Solarisation (``p_solarize``) inverts values
+    >= 0.5, as CVRL's released pipeline (which solarises its second view with p = 0.2).
 
     With ``per_frame=False`` (default) one draw is applied to every frame; ``per_frame=True``
     draws every parameter (crop box included) independently per frame.
@@ -395,6 +405,7 @@ class ClipAugment:
     std: Sequence[float] = KINETICS_STD
     per_frame: bool = False
     antialias: bool = False
+    p_solarize: float = 0.0  # probability of solarising the clip (after the blur)
 
     def crop(self, frames: Tensor, rng: np.random.Generator, box: Box | None = None) -> Tensor:
         """``frames: (T, C, H, W)`` uint8 -> ``(T, C, h, w)`` float cropped + resized."""
@@ -443,6 +454,8 @@ class ClipAugment:
             if bool(apply.any()):
                 blurred = gaussian_blur(x, sigma.clamp_min(1e-3), max(3, round(0.1 * side)))
                 x = torch.where(_per_frame(apply), blurred, x)
+        if self.p_solarize > 0:
+            x = solarize(x, coin(self.p_solarize))
         return x
 
     def __call__(
