@@ -103,7 +103,8 @@ def test_jigsaw_label_unpermuted_equals_original(cls: type[P.PretextBase]) -> No
     seen = set()
     for seed in range(12):
         plain = P.PretextClip(clip_len=4, size=16, tasks=())(NoiseVideo(), rng(seed))["video"]
-        sample = cls(clip_len=4, size=16, tasks=("jigsaw",))(NoiseVideo(), rng(seed))
+        no_gap = {"jigsaw_gap": 0.0, "jigsaw_jitter": 0.0}  # invertible (gapped: test_jigsaw_gap)
+        sample = cls(clip_len=4, size=16, tasks=("jigsaw",), **no_gap)(NoiseVideo(), rng(seed))
         x = sample["video"] if "video" in sample else sample["views"][0]
         label = sample["pretext"]["jigsaw"]
         seen.add(label)
@@ -138,7 +139,8 @@ def test_pace_and_order_frames_at_claimed_stride_and_order(seed: int) -> None:
 
 
 def test_mtcl_views_one_transformation_each() -> None:
-    recipe = P.PretextViews(clip_len=9, stride=1, size=8, **NEUTRAL)
+    no_gap = {"jigsaw_gap": 0.0, "jigsaw_jitter": 0.0}  # whole frames: the indices decode
+    recipe = P.PretextViews(clip_len=9, stride=1, size=8, **NEUTRAL, **no_gap)
     assert recipe.tasks == ("pace", "order", "rotation", "jigsaw")
     for seed in range(6):
         sample = recipe(CodedVideo(num_frames=120, height=8, width=8), rng(seed))

@@ -13,7 +13,11 @@ Tasks (``TASK_KINDS``; the kind groups them for MTCL's eq. 9):
   permutations of S4 (identity included): with only 4 tiles the full set is a small, balanced
   24-way problem, so the maximal-Hamming-distance subset that Noroozi & Favaro need to cut
   3x3 puzzles (9! permutations) down to a tractable class count is not needed. MTCL does not
-  state a subset.
+  state a subset. Against the tile-border shortcut (continuity of edges and texture across a
+  tile border gives the permutation away) the tiles are cut with a gap and a random per-tile
+  shift inside their cell, as Noroozi & Favaro's (``jigsaw_gap``, ``jigsaw_jitter``:
+  ``transforms.jigsaw_tile_boxes``), the same for every frame, and placed centred in their
+  output cell on the normalisation mean; MTCL (sec. 2.1) does not say how it cuts its tiles.
 - STOR (CSTP sec. "Spatio-temporal Overlap Data Augmentation"): ``"overlap_s"`` /
   ``"overlap_t"``, the indices of the spatial and temporal overlap rates between the two clips
   of a pair, drawn from ``overlap_rates`` (default the 5 candidates of CSTP Table 4).
@@ -45,12 +49,17 @@ from torch import Tensor
 from vidssl.data import samplers
 from vidssl.data.recipe_base import RecipeBase, Sample
 from vidssl.data.transforms import (
+    JIGSAW_GAP,
+    JIGSAW_JITTER,
     JIGSAW_PERMUTATIONS,
     Box,
     JigsawView,
     PretextLabels,
     RotationView,
     jigsaw,
+    jigsaw_gapped,
+    jigsaw_margins,
+    jigsaw_tile_boxes,
     overlap_crop_pair,
     rotate90,
 )
@@ -196,6 +205,10 @@ class PretextBase(RecipeBase):
 
     tasks: tuple[str, ...] = ("rotation",)
     paces: tuple[int, ...] = DEFAULT_PACES
+    # jigsaw: fraction of a tile cell kept between neighbouring tiles at least (0 = tiles touch)
+    jigsaw_gap: float = JIGSAW_GAP
+    # jigsaw: fraction of a tile cell by which each tile shifts at random (one draw per clip)
+    jigsaw_jitter: float = JIGSAW_JITTER
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -208,6 +221,11 @@ class PretextBase(RecipeBase):
             )
         if "jigsaw" in self.tasks and self.size % 2:
             raise ValueError(f"data.size={self.size}: the 'jigsaw' task needs an even crop size")
+        if "jigsaw" in self.tasks:
+            try:
+                jigsaw_margins(self.size // 2, self.jigsaw_gap, self.jigsaw_jitter)
+            except ValueError as err:
+                raise ValueError(f"data.recipe.jigsaw_gap / jigsaw_jitter: {err}") from err
         if "pace" in self.tasks and not self.paces:
             raise ValueError("data.recipe.paces: the 'pace' task needs at least one pace")
 
@@ -240,7 +258,13 @@ class PretextBase(RecipeBase):
             x = rotate90(x, labels["rotation"])
         if "jigsaw" in tasks:
             labels["jigsaw"] = int(rng.integers(len(JIGSAW_PERMUTATIONS)))
-            x = jigsaw(x, JIGSAW_PERMUTATIONS[labels["jigsaw"]])
+            perm = JIGSAW_PERMUTATIONS[labels["jigsaw"]]
+            if self.jigsaw_gap == 0 and self.jigsaw_jitter == 0:
+                x = jigsaw(x, perm)
+            else:  # one set of tile boxes for every frame (temporally consistent)
+                h, w = x.shape[-2:]
+                boxes = jigsaw_tile_boxes(h, w, self.jigsaw_gap, self.jigsaw_jitter, rng)
+                x = jigsaw_gapped(x, perm, boxes)
         return x, labels
 
 
@@ -279,6 +303,9 @@ class PretextViews(PretextBase):
             view_type = SPATIAL_VIEWS.get(task)
             if view_type is None:  # a temporal task: the indices carry it
                 x, view_labels = self.transform(clip, rng), temporal_labels
+            elif view_type is JigsawView:
+                view = JigsawView(self.transform, gap=self.jigsaw_gap, jitter=self.jigsaw_jitter)
+                x, view_labels = view(clip, rng)
             else:
                 x, view_labels = view_type(self.transform)(clip, rng)
             views.append(x)

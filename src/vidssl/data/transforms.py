@@ -47,6 +47,14 @@ KINETICS_STD: tuple[float, float, float] = (0.225, 0.225, 0.225)
 # a permutation's label is its index in this list
 JIGSAW_PERMUTATIONS: list[tuple[int, int, int, int]] = list(itertools.permutations(range(4)))
 
+# jigsaw tiles cut with a gap and a per-tile jitter against the tile-border shortcut (Noroozi &
+# Favaro 2016, "Training the CFN": 64 px tiles at random positions in 75 px cells), as
+# fractions of the cell side: the tile is 1 - gap - jitter = 85 % of the cell (their 64 / 75);
+# neighbouring tiles are gap to gap + 2 jitter apart (mean 15 % of the cell, their 11 / 75), so
+# never closer than ``gap`` (theirs can touch: we keep a minimum gap and halve the jitter)
+JIGSAW_GAP: float = 0.075
+JIGSAW_JITTER: float = 0.075
+
 # RGB <-> YIQ (NTSC); hue rotation is a rotation of the (I, Q) chroma plane
 _RGB_TO_YIQ = torch.tensor(
     [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float32
@@ -373,6 +381,76 @@ def unjigsaw(x: Tensor, perm: Sequence[int]) -> Tensor:
     return jigsaw(x, inverse)
 
 
+def jigsaw_margins(cell: int, gap: float, jitter: float) -> tuple[int, int, int]:
+    """``(gap_px, jitter_px, tile_px)`` for a jigsaw cell of ``cell`` pixels.
+
+    ``gap`` and ``jitter`` are fractions of the cell side, rounded to pixels (at least 1 px
+    when > 0); the tile side is ``cell - gap_px - jitter_px``. Raises if no pixel is left.
+    """
+    if not (0.0 <= gap < 1.0 and 0.0 <= jitter < 1.0):
+        raise ValueError(f"jigsaw gap={gap}, jitter={jitter}: fractions of the cell in [0, 1)")
+    gap_px = max(1, round(gap * cell)) if gap > 0 else 0
+    jitter_px = max(1, round(jitter * cell)) if jitter > 0 else 0
+    tile = cell - gap_px - jitter_px
+    if tile < 1:
+        raise ValueError(
+            f"jigsaw gap={gap}, jitter={jitter}: no tile left in a {cell} px cell "
+            f"({gap_px} px gap + {jitter_px} px jitter)"
+        )
+    return gap_px, jitter_px, tile
+
+
+def jigsaw_tile_boxes(
+    height: int, width: int, gap: float, jitter: float, rng: np.random.Generator
+) -> list[Box]:
+    """Source boxes of the four 2x2 jigsaw tiles (row-major), cut with a gap and jitter.
+
+    Each ``(H/2, W/2)`` cell keeps ``floor(gap_px / 2)`` pixels before its tile, and the
+    tile is shifted by a random ``0..jitter_px`` pixels per axis (one draw per tile, so one
+    per clip when applied to all frames). Neighbouring tiles then have between ``gap_px`` and
+    ``gap_px + 2 jitter_px`` pixels between them (:func:`jigsaw_margins`), so no tile border
+    continues into another tile. With ``jitter == 0`` nothing is drawn from ``rng``.
+    """
+    if height % 2 or width % 2:
+        raise ValueError(f"jigsaw needs even height and width, got {height}x{width}")
+    ch, cw = height // 2, width // 2
+    gy, jy, th = jigsaw_margins(ch, gap, jitter)
+    gx, jx, tw = jigsaw_margins(cw, gap, jitter)
+    shifts = rng.integers(0, (jy + 1, jx + 1), size=(4, 2)) if jy or jx else np.zeros((4, 2))
+    return [
+        (
+            i * ch + gy // 2 + int(shifts[2 * i + j, 0]),
+            j * cw + gx // 2 + int(shifts[2 * i + j, 1]),
+            th,
+            tw,
+        )
+        for i in (0, 1)
+        for j in (0, 1)
+    ]
+
+
+def jigsaw_gapped(
+    x: Tensor, perm: Sequence[int], boxes: Sequence[Box], fill: float = 0.0
+) -> Tensor:
+    """2x2 jigsaw of tiles cut at ``boxes`` (:func:`jigsaw_tile_boxes`): output cell ``p``
+    (row-major) holds source tile ``perm[p]``, centred; the rest of the cell is ``fill`` (0 = the
+    normalisation mean for normalised clips). ``x: (..., H, W)`` -> ``(..., H, W)``; every
+    leading index (channels, frames) gets the same tiles."""
+    h, w = x.shape[-2:]
+    if h % 2 or w % 2:
+        raise ValueError(f"jigsaw needs even height and width, got {h}x{w}")
+    if sorted(perm) != [0, 1, 2, 3] or len(boxes) != 4:
+        raise ValueError(f"perm={list(perm)}: must be a permutation of 0..3 (4 boxes)")
+    ch, cw = h // 2, w // 2
+    out = torch.full_like(x, fill)
+    for pos, src in enumerate(perm):
+        top, left, th, tw = boxes[src]
+        oy = (pos // 2) * ch + (ch - th) // 2
+        ox = (pos % 2) * cw + (cw - tw) // 2
+        out[..., oy : oy + th, ox : ox + tw] = x[..., top : top + th, left : left + tw]
+    return out
+
+
 # --- the augmentation pipeline -----------------------------------------------------------------
 
 
@@ -518,15 +596,24 @@ class RotationView:
 
 @dataclass
 class JigsawView:
-    """A 2x2 jigsaw of the view; label ``"jigsaw"``: index into ``permutations``."""
+    """A 2x2 jigsaw of the view; label ``"jigsaw"``: index into ``permutations``.
+
+    Tiles are cut with ``gap`` and per-tile ``jitter`` (fractions of the cell,
+    :func:`jigsaw_tile_boxes`); ``gap = jitter = 0`` gives the plain :func:`jigsaw`.
+    """
 
     transform: ClipTransform
     permutations: Sequence[Sequence[int]] = field(default_factory=lambda: JIGSAW_PERMUTATIONS)
+    gap: float = JIGSAW_GAP  # fraction of the cell between neighbouring tiles (at least)
+    jitter: float = JIGSAW_JITTER  # fraction of the cell by which each tile shifts at random
 
     def __call__(self, clip: np.ndarray, rng: np.random.Generator) -> tuple[Tensor, PretextLabels]:
         x = self.transform(clip, rng)
         label = int(rng.integers(0, len(self.permutations)))
-        return jigsaw(x, self.permutations[label]), {"jigsaw": label}
+        if self.gap == 0 and self.jitter == 0:
+            return jigsaw(x, self.permutations[label]), {"jigsaw": label}
+        boxes = jigsaw_tile_boxes(x.shape[-2], x.shape[-1], self.gap, self.jitter, rng)
+        return jigsaw_gapped(x, self.permutations[label], boxes), {"jigsaw": label}
 
 
 @dataclass
