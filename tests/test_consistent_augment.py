@@ -103,6 +103,24 @@ def test_two_clips_per_view_probabilities() -> None:
         TwoClips(**kw, view_p_blur=(1.0,))
 
 
+def test_per_view_augmentation_goes_to_either_clip() -> None:
+    """Which clip gets view 1's augmentation is a coin flip (the released sampler shuffles)."""
+    frames = np.repeat(np.arange(64, dtype=np.uint8)[:, None, None, None] * 4, 8, axis=1)
+    video = ArrayVideo(np.repeat(np.repeat(frames, 8, axis=2), 3, axis=3))  # (64, 8, 8, 3)
+    kw = dict(clip_len=2, stride=1, size=8, p_flip=0, p_jitter=0, p_gray=0, **UNIT)
+    recipe = TwoClips(**kw, view_p_blur=(0.0, 0.0))  # per-view, but nothing applied
+    first_is_earlier = set()
+    for seed in range(12):
+        v1, v2 = recipe(video, np.random.default_rng(seed))["views"]
+        if not torch.equal(v1, v2):
+            first_is_earlier.add(bool(v1.mean() < v2.mean()))  # brightness = frame index
+    assert first_is_earlier == {True, False}
+    plain = TwoClips(**kw)  # no per-view fields: the earlier clip is always view 1
+    for seed in range(6):
+        v1, v2 = plain(video, np.random.default_rng(seed))["views"]
+        assert float(v1.mean()) <= float(v2.mean())
+
+
 def test_cvrl_config_uses_the_released_per_view_probabilities() -> None:
     cfg = load_config(str(REPO / "configs/cvrl.yaml"))
     assert cfg.data.recipe["view_p_blur"] == (1.0, 0.1)

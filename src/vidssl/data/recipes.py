@@ -90,7 +90,10 @@ class TwoClips(RecipeBase):
     (``samplers.GAP_DISTRIBUTIONS``: ``"random"`` uniform, ``"cvrl"`` linearly decreasing with
     ``c_ratio``); ``same_clip=True`` takes both views from one clip (SimCLR-style image pairs).
     ``view_p_blur`` / ``view_p_solarize`` give each view its own blur / solarisation
-    probability (CVRL's released pipeline: blur (1.0, 0.1), solarisation (0.0, 0.2)).
+    probability (CVRL's released pipeline: blur (1.0, 0.1), solarisation (0.0, 0.2)). With
+    either set (and training), a coin decides which of the two clips gets view 1's
+    augmentation, as the released sampler shuffles the two clip offsets; without them the
+    earlier clip comes first, as before (no extra random draw).
     """
 
     gap: str = "random"
@@ -135,6 +138,8 @@ class TwoClips(RecipeBase):
         frames = self.read(video, idx)  # (2, T, H, W, 3)
         if not self.train:
             return {"views": [self.eval_transform(clip) for clip in frames]}
+        if (self.view_p_blur or self.view_p_solarize) and rng.random() < 0.5:
+            frames = frames[::-1]  # the later clip gets view 1's augmentation
         return {"views": [aug(clip, rng) for aug, clip in zip(self.view_augments, frames)]}
 
 
