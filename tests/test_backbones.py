@@ -260,3 +260,27 @@ def test_c3d_options():
     no_bn = create_backbone("c3d", width=0.125, batch_norm=False)
     assert not any(isinstance(m, nn.BatchNorm3d) for m in no_bn.modules())
     assert torch.isfinite(no_bn(x)).all()
+
+
+SMALL_STEM_NAMES = ["r3d_18", "r2plus1d_18", "r3d_50", "r2plus1d_18_sta"]
+
+
+@pytest.mark.parametrize("name", SMALL_STEM_NAMES)
+def test_small_stem_keeps_keys_and_skips_the_spatial_downsampling(name: str):
+    default = create_backbone(name, width=0.125)
+    small = create_backbone(name, width=0.125, stem="small")
+    assert list(default.state_dict()) == list(small.state_dict())  # same module names
+    assert default.state_dict()["stem.0.weight"].shape[-2:] == (7, 7)
+    assert small.state_dict()["stem.0.weight"].shape[-2:] == (3, 3)
+    x = torch.randn(2, 3, 8 if name != "r2plus1d_18_sta" else 9, 32, 32)  # MTCL: 9 frames
+    with torch.no_grad():
+        maps = [m.eval().forward_features_map(x).shape for m in (default, small)]
+    # R3D-18 / R(2+1)D-18 stems halve 32 px (R3D-50's also max-pools: a quarter); small: none
+    factor = 4 if name == "r3d_50" else 2
+    assert maps[1][:3] == maps[0][:3] and maps[1][-1] == factor * maps[0][-1]
+    small.train()
+    out = small(x)
+    out.sum().backward()
+    assert torch.isfinite(out).all() and small.stem[0].weight.grad is not None
+    with pytest.raises(ValueError, match="model.args.stem"):
+        create_backbone(name, width=0.125, stem="tiny")

@@ -68,6 +68,15 @@ def test_override_values_are_parsed_and_widened() -> None:
     assert cfg.train.compile is True and cfg.train.resume == ""
 
 
+def test_backbone_stem_is_chosen_from_model_args() -> None:
+    from vidssl.app.train.build import build_method
+
+    cfg = load_config(None, ["model.args.stem=small", "model.width=0.125"])
+    assert cfg.model.args == {"stem": "small"}
+    stem_conv = build_method(cfg).backbone.stem[0]
+    assert stem_conv.kernel_size == (3, 3, 3) and stem_conv.stride == (1, 1, 1)
+
+
 def test_check_type_rules() -> None:
     assert check_type(3, float, "x") == 3.0
     assert check_type([0.1, 1], tuple[float, float], "x") == (0.1, 1.0)
@@ -106,6 +115,7 @@ BAD = {
     "unknown method argument": (["method.temprature=0.2"], "method.temprature: unknown argument"),
     "ill-typed method argument": (["method.temperature=hot"], "method.temperature: expected float"),
     "unknown backbone": (["model.backbone=resnet9000"], "model.backbone: unknown backbone"),
+    "unknown stem": (["model.args.stem=tiny"], "model.args.stem: expected"),
     "unknown dataset": (["data.dataset=imagenet"], "data.dataset: unknown dataset"),
     "missing data folder": (
         ["data.dataset=folder"],

@@ -11,6 +11,7 @@ import torch
 from vidssl.data import synthetic as SY
 from vidssl.data.datasets import DATASETS, VideoDataset
 from vidssl.data.layouts import class_folders
+from vidssl.data.pretext import DEFAULT_PACES
 from vidssl.data.recipes import RECIPES
 from vidssl.data.transforms import EvalTransform
 
@@ -87,58 +88,141 @@ def test_motion_is_invisible_in_one_frame_but_visible_in_two():
     chance_m, chance_a = 1 / 8, 1 / 4
     for feat in (pixels, stats):
         assert nearest_centroid_accuracy(feat, motion, n_train, 8) < chance_m + 0.15
-    assert nearest_centroid_accuracy(stats, appearance, n_train, 4) > 0.8  # measured 0.93-1.0
+    assert (
+        nearest_centroid_accuracy(stats, appearance, n_train, 4) > 0.8
+    )  # measured 0.86-0.94 over seeds 1-3
     # two-frame differences: a global affine flow fit, median over consecutive pairs
     flow = np.stack(
         [np.median([affine_motion(v[t], v[t + 1]) for t in range(7)], axis=0) for v in vids]
     )
     flow = np.sign(flow) * np.sqrt(np.abs(flow))
-    assert nearest_centroid_accuracy(flow, motion, n_train, 8) > 0.6  # measured 0.78-0.82
+    # measured 0.63-0.68 over seeds 1-3 (chance 0.125)
+    assert nearest_centroid_accuracy(flow, motion, n_train, 8) > 0.5
     assert nearest_centroid_accuracy(flow, appearance, n_train, 4) < chance_a + 0.2
 
 
-def _up_minus_down(frames: np.ndarray) -> float:
-    """Mean brightness of the upper minus the lower half: (T, H, W, 3) -> scalar."""
-    h = frames.shape[1] // 2
-    return float(frames[:, :h].mean() - frames[:, h:].mean())
+def _ks(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sample Kolmogorov-Smirnov statistic: the largest gap between the empirical CDFs."""
+    grid = np.sort(np.concatenate([a, b]))
+    cdf = [np.searchsorted(np.sort(x), grid, side="right") / len(x) for x in (a, b)]
+    return float(np.abs(cdf[0] - cdf[1]).max())
 
 
-def test_upright_makes_rotations_visible_but_no_label():
-    plain = SY.SyntheticConfig(num_videos=64, frames=4, size=24, seed=2)
-    upright = SY.SyntheticConfig(num_videos=64, frames=4, size=24, seed=2, upright=True)
+def test_every_frame_index_has_the_same_nuisance_distribution_for_every_class():
+    # the per-frame state (position, orientation, size, opacity) at a fixed frame index has
+    # one distribution for all classes: a single frame at a known time (e.g. a centre clip)
+    # tells nothing about the motion; a non-wrapping scale would fail this at t = 0 and 47
+    cfg = SY.SyntheticConfig(num_videos=800, frames=48, size=64, seed=4)
+    motion, appearance = SY.synthetic_labels(cfg)
+    times = [0, 23, 47]
+    tracks = [SY.object_track(cfg, i, motion[i], appearance[i], times) for i in range(800)]
+    fields = {
+        "cx": np.stack([tr.cx for tr in tracks]) / cfg.size,  # (N, 3)
+        "cy": np.stack([tr.cy for tr in tracks]) / cfg.size,
+        "theta": np.mod(np.stack([tr.theta for tr in tracks]), 2 * np.pi) / (2 * np.pi),
+        "phase": np.stack([tr.phase for tr in tracks]),
+    }
+    for name, values in fields.items():
+        for k, _ in enumerate(times):
+            for m in range(8):
+                # 100 videos per class against a uniform reference of 2000 points:
+                # KS 0.19 is the 0.1 % critical value
+                ref = (np.arange(2000) + 0.5) / 2000
+                assert _ks(values[motion == m, k], ref) < 0.19, (name, times[k], m)
+    alpha = np.stack([tr.alpha for tr in tracks])
+    radius = np.stack([tr.radius for tr in tracks])
+    order = np.argsort(fields["phase"].ravel())  # opacity and size are functions of the phase
+    assert np.all(np.diff(radius.ravel()[order]) >= 0)
+    assert 0.7 < (alpha == 1.0).mean() < 0.8 and alpha.min() >= 0.0  # 75 % opaque
+
+
+def test_nuisances_are_narrower_than_the_pretext_label_steps():
+    cfg = SY.SyntheticConfig(num_videos=400, frames=48, size=64, seed=5)
+    motion, appearance = SY.synthetic_labels(cfg)
+    paces = sorted(DEFAULT_PACES)
+    fastest, step = paces[-1], min(b / a for a, b in zip(paces, paces[1:]))  # 4x, x1.33
+    speed = np.array([SY._video_params(cfg, i, appearance[i]).speed for i in range(400)])
+    # speed spread (x1.14) at most half the smallest pace step in log terms (x1.33)
+    assert np.log(speed.max() / speed.min()) < np.log(step) / 2
+    rot = list(SY.MOTIONS).index("rotate_cw")
+    fast = int(np.argmax(np.where(motion == rot, speed, 0)))
+    turn = np.diff(SY.object_track(cfg, fast, rot, appearance[fast], [0, 1]).theta)[0]
+    # per-frame turn at 4x below half of 45 degrees, the alias limit of 90-degree symmetry
+    assert fastest * turn < np.radians(45) / 2
+    grow = list(SY.MOTIONS).index("expand")
+    assert list(SY.MOTIONS)[grow + 1] == "contract"
+    fast = int(np.argmax(np.where(motion == grow, speed, 0)))
+    track = SY.object_track(cfg, fast, grow, appearance[fast], np.arange(48))
+    cycle = 1.0 / (np.diff(np.unwrap(track.phase, period=1.0)).mean())  # frames per cycle
+    assert cycle > fastest * 9  # longer than the longest 4x clip of 9 frames (36 frames)
+    # the wrap is seamless: the object fades out large and fades in small, so no frame-to-
+    # frame change is far above the typical one (measured max / median 3.7-5.3 over these 12
+    # videos; 10-19 with the old sawtooth, whose wrap was a jump in size)
+    for m in (grow, grow + 1):  # expand, contract
+        for i in np.nonzero(motion == m)[0][:6]:
+            frames = SY.render_frames(cfg, i, m, appearance[i], range(48)).astype(np.float32)
+            change = np.abs(np.diff(frames, axis=0)).mean((1, 2, 3))  # (47,)
+            assert change.max() < 7 * np.median(change), (m, i)
+
+
+def _centred(frames: np.ndarray, track: SY.ObjectTrack) -> np.ndarray:
+    """Each frame rolled on the torus so that the object centre is the middle pixel."""
+    s = frames.shape[1]
+    return np.stack(
+        [
+            np.roll(f, (s // 2 - int(y), s // 2 - int(x)), axis=(0, 1))
+            for f, x, y in zip(frames, track.cx, track.cy)
+        ]
+    )
+
+
+def test_upright_makes_rotations_visible_on_the_object_only_and_adds_no_label():
+    plain = SY.SyntheticConfig(num_videos=64, frames=4, size=32, seed=2)
+    upright = SY.SyntheticConfig(num_videos=64, frames=4, size=32, seed=2, upright=True)
     motion, appearance = SY.synthetic_labels(plain)
-    up_minus_down = {}
+    local, whole, rest = {}, {}, []
     for cfg in (plain, upright):
-        clips = [SY.render_frames(cfg, i, motion[i], appearance[i], range(4)) for i in range(64)]
-        clips = [c.astype(np.float32) / 255.0 for c in clips]  # (T, H, W, 3)
-        # a rotation by 180 degrees flips the sign of the vertical brightness difference
-        up_minus_down[cfg.upright] = (
-            np.array([_up_minus_down(c) for c in clips]),
-            np.array([_up_minus_down(np.rot90(c, 2, axes=(1, 2))) for c in clips]),
-        )
-    upright_up, upright_rot = up_minus_down[True]
-    assert (upright_up > 0).mean() > 0.95 and (upright_rot < 0).mean() > 0.95
-    plain_up, _ = up_minus_down[False]
-    assert 0.2 < (plain_up > 0).mean() < 0.8  # no canonical up without the option
-    # objects are lit from above: their upper half is brighter than their lower half
-    frame = SY.render_frames(upright, 0, 6, 0, [0])[0].astype(np.float32)  # class 6 = expand
-    plain_frame = SY.render_frames(plain, 0, 6, 0, [0])[0].astype(np.float32)
-    changed = np.abs(frame - plain_frame).sum(-1) > 0  # (H, W) object pixels (and the sky)
-    assert changed.any()
-    # light from above adds no label information: a first frame's brightness changes by
-    # the same small amount (the sky and shading average out) for every motion class
-    shift = [
-        np.mean(
-            [
-                SY.render_frames(upright, i, m, appearance[i], [0]).mean()
-                - SY.render_frames(plain, i, m, appearance[i], [0]).mean()
-                for i in range(64)
-                if motion[i] == m
-            ]
-        )
-        for m in range(8)
-    ]
-    assert np.abs(shift).max() < 2.0
+        ups, global_ups = [], []
+        for i in range(64):
+            clip = SY.render_frames(cfg, i, motion[i], appearance[i], range(4)) / 255.0
+            track = SY.object_track(cfg, i, motion[i], appearance[i], range(4))
+            centred = _centred(clip.mean(-1), track)  # (T, H, W) grey
+            for f, r, a in zip(centred, track.radius, track.alpha):
+                if a < 0.5:
+                    continue
+                h, w = int(1.6 * r), int(r)  # around the object and its shadow
+                up = f[16 - h : 16, 16 - w : 16 + w].mean()
+                ups.append(up - f[16 : 16 + h, 16 - w : 16 + w].mean())
+            h = clip.shape[1] // 2
+            global_ups.append(clip[:, :h].mean() - clip[:, h:].mean())
+            if cfg.upright:  # far from the object (and its shadow) both renders agree
+                flat = SY.render_frames(plain, i, motion[i], appearance[i], range(4))
+                yy, xx = np.mgrid[0:32, 0:32]
+                dist = np.hypot(yy - 16, xx - 16)  # (H, W) to the centre after centring
+                mask = dist[None] > 2.2 * track.radius[:, None, None]
+                diff = np.abs(_centred(clip * 255.0, track) - _centred(flat, track)).max(-1)
+                rest.append(diff[mask])
+        local[cfg.upright], whole[cfg.upright] = np.array(ups), np.array(global_ups)
+    # the object is brighter above its centre than below (light, shadow) in upright scenes
+    assert (local[True] > 0).mean() > 0.95
+    assert 0.25 < (local[False] > 0).mean() < 0.75  # no canonical up without the option
+    # ... but the frame as a whole has no up: the background has no gradient
+    assert 0.25 < (whole[True] > 0).mean() < 0.75
+    assert np.concatenate(rest).max() < 1.0  # the background is the plain one
+    # light and shadow add no label information: they change a first frame's brightness by
+    # amounts whose class means differ no more than chance (one-way ANOVA F below the 1 %
+    # critical value 2.95 of F(7, 56))
+    shift = np.array(
+        [
+            SY.render_frames(upright, i, motion[i], appearance[i], [0]).mean()
+            - SY.render_frames(plain, i, motion[i], appearance[i], [0]).mean()
+            for i in range(64)
+        ]
+    )
+    means = np.array([shift[motion == m].mean() for m in range(8)])
+    between = 8 * ((means - shift.mean()) ** 2).sum() / 7
+    within = sum(((shift[motion == m] - means[m]) ** 2).sum() for m in range(8)) / 56
+    assert between / within < 2.95
     assert SY.SyntheticConfig(upright=True) != SY.SyntheticConfig()
 
 

@@ -7,31 +7,71 @@ Every video shows one textured object on a static noise background:
 - ``motion`` (visible only across frames, the primary ``label``): how the object moves:
   right / left / down / up, rotate clockwise / counter-clockwise, expand / contract.
 
-Motion is designed to be invisible in any single frame: for every motion class the object's
-position is uniform over the frame (it moves on a torus, wrapping at the borders), its
-orientation is uniform, and its log-scale is uniform over a fixed range (expansion and
-contraction are sawtooths that wrap at the range ends). So the distribution of one frame is
-the same for every motion class; only the change between frames tells them apart. The
-appearance distribution is the same for every motion class and vice versa.
+Each video keeps its own appearance, as real videos do: its own background noise and grey
+level, colour shade, checker size, start position, orientation and size.
+
+Motion is invisible in any single frame: at every frame index ``t`` and for every motion class
+the object's position is uniform over the frame (it moves on a torus, wrapping at the
+borders), its orientation is uniform, and its log-scale phase is uniform on a circle
+(:func:`object_track`). Expansion and contraction move that phase around the circle; the
+object fades out at the large end of the scale range and fades back in at the small end
+(``_FADE``), so the wrap is seamless (no jump in size) and the opacity is a function of the
+phase alone. So the distribution of one frame (object position, orientation, size, opacity,
+the per-video appearance) is the same for every motion class, at every frame index; only the
+change between frames tells the classes apart. The appearance distribution is the same for
+every motion class and vice versa.
+
+Nuisances are kept narrower than the steps of the pretext labels built on the motion
+(``vidssl.data.pretext``: pace 1x-4x of the stride, ratios 2, 1.5 and 1.33 between adjacent
+paces; 8-9 frame clips, so the longest clip spans 4 x 9 = 36 frames):
+
+- speed: each video's speed multiplier is log-uniform in ``[1 / 1.07, 1.07]``
+  (``_SPEED_SPREAD``), a total spread of x1.145, less than half the smallest pace step x1.33
+  in log terms (log 1.145 = 0.135 < log 1.33 / 2 = 0.144): the speed ranges of adjacent paces
+  are separated by a gap at least as wide as each range. (Until 2026-12 it was uniform in
+  [0.8, 1.25], x1.56: one pace class then spanned more than its distance to the next.) Random
+  resized crops rescale the apparent speed too; that is the recipe's ``scale`` / ``ratio``,
+  not the set's.
+- rotation: 5 degrees per frame at unit speed, at most 4 x 1.07 x 5 = 21.4 degrees per frame
+  at pace 4, below half the alias limit of the 90-degree-symmetric shapes (squares, crosses,
+  and the checker texture up to a colour swap: a step of 45 degrees looks the same turned
+  either way). Was 10 degrees (32-50 degrees per frame at pace 4: aliased, it could look like
+  a slow rotation the other way).
+- scale: a cycle over the log-scale range ``[log 0.45, log 1.6]`` (x3.6) at 0.03 per frame at
+  unit speed: it lasts 42 frames at unit speed and >= 39.5 frames at the fastest, longer than
+  the longest clip span (36 frames), so a clip sees at most one wrap and never a full cycle.
+  The wrap is seamless: the object fades out over the last 20 % of the cycle (large) and in
+  over the first 5 % (small), so the size never jumps (75 % of frames are fully opaque).
+  Was a sawtooth over [log 0.5, log 1.6] at 0.06 per frame: a 19-frame period that jumped
+  from large to small every 4-6 frames of a 4x clip. A non-wrapping scale was considered and
+  rejected: on a bounded range it makes the size distribution depend on the frame index
+  (expanding objects are small early, large late), so one frame at a known time (e.g. a
+  centre clip) would reveal the class, and it limits the rate to range / (frames - 1), 0.027
+  per frame for 48 frames.
 
 By default the set is also rotation-invariant (uniform orientation, isotropic motions and
 noise), so a 90-degree rotation of a clip cannot be told from the clip: the rotation pretext
-task is at chance by construction. ``upright=True`` gives the scene a canonical "up", as real
-footage has: light from above, which shades every object brighter on its upper side, and a
-background brighter at the top (a sky). Both are fixed in image coordinates and equal for
-every class, so no label becomes visible, but rotations of a clip become recognisable. (With
-the object's shading alone a rotation classifier did not leave chance in short trials; with
-the sky it learns quickly: see the ``pretext-rotation`` row of docs/benchmarks.md.)
+task is at chance by construction. ``upright=True`` gives the objects a canonical "up", as
+real footage has: light from above, which shades every object brighter on its upper side
+(brightness x1.4 at the top edge to x0.6 at the bottom) and casts its shadow below it (the
+shape moved down by half its radius, darkening the background to 40 %). The background is
+the same as without the option, with no global gradient: the only rotation cue is on and
+beside the object, and moves with it. (Until 2026-12 ``upright`` also made the background
+brighter towards the top, a "sky" that alone revealed a clip's rotation.) Light and shadow
+are fixed in image coordinates and equal for every class, so no label becomes visible.
 
 Deterministic from ``seed``: video ``i``'s nuisance parameters come from
 ``SeedSequence([seed, i])``; labels are balanced within the train and test subsets (video
 ids ``0 .. n_train - 1`` and ``n_train .. num_videos - 1``).
 
 In memory: items have paths ``synthetic://<id>/<motion>/<appearance>`` and
-:class:`SyntheticOpener` renders their frames on request (a 16x64x64 clip in 1.4-2 ms,
-16x32x32 in 0.4-0.5 ms, measured on a shared 2-core CPU). On disk: :func:`write_synthetic` writes ``<out>/<subset>/<motion>/<id>.mp4``
-(class-folder layout) plus ``classes.json`` and ``labels.csv``; :func:`load_synthetic` reads
-it back with the appearance labels.
+:class:`SyntheticOpener` renders their frames on request: a 16x64x64 clip in 5.5 ms (9.2 ms
+upright), 16x32x32 in 1.2 ms (1.8 ms upright), best of 5 on the shared 2-core CPU under load,
+by ``python -m timeit -s "from vidssl.data import synthetic as SY; c =
+SY.SyntheticConfig(size=64, upright=False)" "SY.render_frames(c, 3, 6, 1, range(16))"``. On
+disk: :func:`write_synthetic` writes ``<out>/<subset>/<motion>/<id>.mp4`` (class-folder
+layout) plus ``classes.json`` and ``labels.csv``; :func:`load_synthetic` reads it back with
+the appearance labels.
 """
 
 from __future__ import annotations
@@ -43,6 +83,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -63,14 +104,20 @@ MOTIONS: dict[str, tuple[float, float, float, float]] = {
     "expand": (0.0, 0.0, 0.0, 1.0),
     "contract": (0.0, 0.0, 0.0, -1.0),
 }
-# unit speeds per frame: translation (fraction of the side), rotation (rad), log-scale
-_SPEED = (0.035, 2.0 * math.pi / 36.0, 0.06)
-_LOG_SCALE_RANGE = (math.log(0.5), math.log(1.6))  # sawtooth range of the object scale
+# unit speeds per frame: translation (fraction of the side), rotation (rad), log-scale; see the
+# module docstring for why (pace 4 must not alias, the scale cycle must outlast a 4x clip)
+_SPEED = (0.035, math.radians(5.0), 0.03)
+_SPEED_SPREAD = 1.07  # a video's speed multiplier is log-uniform in [1 / 1.07, 1.07]
+_LOG_SCALE_RANGE = (math.log(0.45), math.log(1.6))  # the scale cycle's range (x3.6)
+# opacity ramps 0 -> 1 over the first 5 % of the scale cycle (small objects) and 1 -> 0 over
+# the last 20 % (large objects: a slower fade, as they cover more pixels)
+_FADE = (0.05, 0.2)
 _BASE_RADIUS = 0.2  # object radius at scale 1, as a fraction of the side
-# upright scenes: object brightness 1 +/- _SHADE from its lower to its upper edge, background
-# brightness +/- _SKY from the bottom row to the top row
+# upright scenes: object brightness 1 +/- _SHADE from its lower to its upper edge; a shadow,
+# the object's shape moved down by _SHADOW_SHIFT radii, darkens the background by _SHADOW
 _SHADE = 0.4
-_SKY = 0.15
+_SHADOW_SHIFT = 0.5
+_SHADOW = 0.6
 
 
 def _disc(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -124,7 +171,7 @@ class SyntheticConfig:
     test_fraction: float = 0.25
     seed: int = 0
     fps: float = 25.0
-    upright: bool = False  # light from above: a canonical "up" that makes rotations visible
+    upright: bool = False  # objects lit from above (shading, shadow below): rotations visible
 
     def __post_init__(self) -> None:
         checks = {
@@ -205,7 +252,7 @@ class _VideoParams:
     x0: float  # object centre at frame 0, pixels
     y0: float
     theta0: float  # orientation, radians
-    phase0: float  # position in the log-scale sawtooth, [0, 1)
+    phase0: float  # position in the log-scale cycle, [0, 1)
     speed: float  # speed multiplier
     colour: np.ndarray  # (3,) uint8 main tone
     dark: np.ndarray  # (3,) uint8 second tone of the checker texture
@@ -223,19 +270,63 @@ def _video_params(cfg: SyntheticConfig, video_id: int, appearance: int) -> _Vide
     colour = np.asarray(list(APPEARANCES.values())[appearance][1]) * rng.uniform(0.8, 1.0)
     grey = rng.uniform(0.25, 0.55)
     noise = rng.uniform(-0.12, 0.12, size=(s, s, 1)) + rng.uniform(-0.03, 0.03, size=(s, s, 3))
-    if cfg.upright:  # brighter towards the top row: (H, 1, 1)
-        noise = noise + _SKY * np.linspace(1.0, -1.0, s)[:, None, None]
+    spread = math.log(_SPEED_SPREAD)
     return _VideoParams(
         x0=rng.uniform(0, s),
         y0=rng.uniform(0, s),
         theta0=rng.uniform(0, 2 * math.pi),
         phase0=rng.uniform(0, 1),
-        speed=rng.uniform(0.8, 1.25),
+        speed=math.exp(rng.uniform(-spread, spread)),
         colour=_to_uint8(colour),
         dark=_to_uint8(colour * rng.uniform(0.35, 0.55)),
         checker=rng.uniform(0.45, 0.6),
         background=_to_uint8(np.clip(grey + noise, 0, 1)),
     )
+
+
+class ObjectTrack(NamedTuple):
+    """The object's state at each requested frame, every field ``(T,)``."""
+
+    cx: np.ndarray  # centre, pixels in [0, size) (torus)
+    cy: np.ndarray
+    theta: np.ndarray  # orientation, radians (unwrapped)
+    phase: np.ndarray  # log-scale phase in [0, 1): log-scale = lo + phase * (hi - lo)
+    radius: np.ndarray  # pixels
+    alpha: np.ndarray  # opacity in [0, 1], a function of the phase alone
+
+
+def _object_track(p: _VideoParams, size: int, motion: int, t: np.ndarray) -> ObjectTrack:
+    dx, dy, dth, dls = list(MOTIONS.values())[motion]
+    v_tr, v_rot, v_scale = (p.speed * sp for sp in _SPEED)
+    lo, hi = _LOG_SCALE_RANGE
+    phase = np.mod(p.phase0 + dls * v_scale * t / (hi - lo), 1.0)  # cycle position, [0, 1)
+    fade_in, fade_out = _FADE
+    return ObjectTrack(
+        cx=np.mod(p.x0 + dx * v_tr * size * t, size),
+        cy=np.mod(p.y0 + dy * v_tr * size * t, size),
+        theta=p.theta0 + dth * v_rot * t,
+        phase=phase,
+        radius=_BASE_RADIUS * size * np.exp(lo + phase * (hi - lo)),
+        alpha=np.clip(np.minimum(phase / fade_in, (1.0 - phase) / fade_out), 0.0, 1.0),
+    )
+
+
+def object_track(
+    cfg: SyntheticConfig, video_id: int, motion: int, appearance: int, indices: Sequence[int]
+) -> ObjectTrack:
+    """The object's centre, orientation, size and opacity at frames ``indices``: ``(T,)`` each."""
+    p = _video_params(cfg, video_id, appearance)
+    return _object_track(p, cfg.size, motion, np.asarray(indices, dtype=np.float32))
+
+
+def _object_coords(
+    ox: np.ndarray, oy: np.ndarray, theta: np.ndarray, radius: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel offsets to the centre ``(T, 1, W)``, ``(T, H, 1)`` -> object coordinates ``(T, H, W)``
+    (unit radius, rotated by ``theta: (T,)``)."""
+    cos = (np.cos(theta) / radius)[:, None, None]
+    sin = (np.sin(theta) / radius)[:, None, None]
+    return cos * ox + sin * oy, cos * oy - sin * ox
 
 
 def render_frames(
@@ -244,39 +335,31 @@ def render_frames(
     """Frames ``indices`` of one synthetic video: ``(T,) -> (T, H, W, 3)`` uint8."""
     p = _video_params(cfg, video_id, appearance)
     s = cfg.size
-    t = np.asarray(indices, dtype=np.float32)  # (T,)
-    dx, dy, dth, dls = list(MOTIONS.values())[motion]
-    v_tr, v_rot, v_scale = (p.speed * sp for sp in _SPEED)
-    cx = p.x0 + dx * v_tr * s * t  # (T,)
-    cy = p.y0 + dy * v_tr * s * t
-    theta = p.theta0 + dth * v_rot * t
-    lo, hi = _LOG_SCALE_RANGE
-    phase = np.mod(p.phase0 + dls * v_scale * t / (hi - lo), 1.0)  # sawtooth in [0, 1)
-    radius = _BASE_RADIUS * s * np.exp(lo + phase * (hi - lo))  # (T,) pixels
-
+    track = _object_track(p, s, motion, np.asarray(indices, dtype=np.float32))
     grid = np.arange(s, dtype=np.float32) + 0.5
     # offsets to the centre on the torus: (T, 1, W) and (T, H, 1)
-    ox = np.mod(grid[None, None, :] - cx[:, None, None] + s / 2, s) - s / 2
-    oy = np.mod(grid[None, :, None] - cy[:, None, None] + s / 2, s) - s / 2
-    cos = (np.cos(theta) / radius)[:, None, None]
-    sin = (np.sin(theta) / radius)[:, None, None]
-    u = cos * ox + sin * oy  # (T, H, W) object coordinates, unit radius
-    v = cos * oy - sin * ox
+    ox = np.mod(grid[None, None, :] - track.cx[:, None, None] + s / 2, s) - s / 2
+    oy = np.mod(grid[None, :, None] - track.cy[:, None, None] + s / 2, s) - s / 2
+    u, v = _object_coords(ox, oy, track.theta, track.radius)  # (T, H, W)
     shape = list(APPEARANCES.values())[appearance][0]
+    alpha = np.broadcast_to(track.alpha[:, None, None], u.shape)  # (T, H, W)
+    frames = np.repeat(p.background[None], len(track.cx), axis=0)  # (T, H, W, 3) uint8
+    if cfg.upright:  # the shadow: the shape moved down by _SHADOW_SHIFT radii
+        oy_shadow = np.mod(oy - _SHADOW_SHIFT * track.radius[:, None, None] + s / 2, s) - s / 2
+        shadow = shape(*_object_coords(ox, oy_shadow, track.theta, track.radius))  # (T, H, W)
+        dim = 1.0 - _SHADOW * alpha[shadow][:, None]  # (P, 1)
+        frames[shadow] = (frames[shadow] * dim + 0.5).astype(np.uint8)
     inside = shape(u, v)  # (T, H, W) bool
+    u, v = u[inside], v[inside]  # (P,) object pixels only from here on
     cells = np.floor(u * (1.0 / p.checker)) + np.floor(v * (1.0 / p.checker))
-    light = np.mod(cells, 2.0) < 1.0  # (T, H, W) checker texture
-    frames = np.repeat(p.background[None], t.shape[0], axis=0)  # (T, H, W, 3) uint8
-    if not cfg.upright:
-        frames[inside & light] = p.colour
-        frames[inside & ~light] = p.dark
-        return frames
-    # light from above: brightness from the vertical image offset to the centre, (T, H, 1)
-    shade = 1.0 - _SHADE * np.clip(oy / radius[:, None, None], -1.0, 1.0)
-    shade = np.broadcast_to(shade, inside.shape)  # (T, H, W)
-    for mask, tone in ((inside & light, p.colour), (inside & ~light, p.dark)):
-        lit = tone[None, :].astype(np.float32) * shade[mask][:, None]  # (P, 3)
-        frames[mask] = np.clip(lit + 0.5, 0, 255).astype(np.uint8)
+    light = (np.mod(cells, 2.0) < 1.0)[:, None]  # (P, 1) checker texture
+    tone = np.where(light, p.colour.astype(np.float32), p.dark.astype(np.float32))  # (P, 3)
+    if cfg.upright:  # light from above: brightness from the vertical offset to the centre
+        oy_px = np.broadcast_to(oy / track.radius[:, None, None], inside.shape)[inside]  # (P,)
+        tone = tone * (1.0 - _SHADE * np.clip(oy_px, -1.0, 1.0))[:, None]
+    cover = alpha[inside][:, None]  # (P, 1) opacity
+    mixed = frames[inside].astype(np.float32) * (1.0 - cover) + tone * cover  # (P, 3)
+    frames[inside] = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
     return frames
 
 

@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 if TYPE_CHECKING:  # not at run time: vidssl.models.backbones may import this module
     from vidssl.models.backbones.base import Backbone
+    from vidssl.models.backbones.resnet3d import StemName
 
 SPATIAL_REDUCTION = 16  # r, MTCL sec. 3.2
 TEMPORAL_REDUCTION = 3  # r', MTCL sec. 3.2
@@ -191,11 +192,13 @@ def r2plus1d_18_sta(
     in_channels: int = 3,
     attention: str = "sa+ta",
     num_frames: int = MTCL_FRAMES,
+    stem: StemName = "default",
 ) -> Backbone:
     """R(2+1)D-18 with MTCL's attention in every residual block of stages 2-5.
 
     ``attention`` in ``ATTENTION``; ``"none"`` gives the plain ``r2plus1d_18``. ``num_frames``
-    is the input clip length the temporal attention is built for.
+    is the input clip length the temporal attention is built for. ``stem``: see
+    ``resnet3d.StemName`` (``"small"`` for small inputs; not in MTCL).
     """
     # imported here: vidssl.models.backbones may import this module to register the factories
     from vidssl.models.backbones.resnet3d import r2plus1d_18
@@ -205,6 +208,7 @@ def r2plus1d_18_sta(
         width=width,
         in_channels=in_channels,
         block_extra=sta_block_extra(attention, num_frames),
+        stem=stem,
     )
 
 

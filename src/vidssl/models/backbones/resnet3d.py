@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from torch import Tensor, nn
 
@@ -200,6 +201,71 @@ def cvrl_stem(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
+# --- stem option ----------------------------------------------------------------------------
+# Departure (ours, off by default): ``stem="small"`` replaces a stem's 7x7 spatial kernel with
+# stride 2 (and CVRL's max pool) by a 3x3 kernel with no spatial stride, keeping its temporal
+# kernel and channels, for small inputs such as 32 px crops, where the published stems keep
+# only an 16x16 (R3D/R(2+1)D) or 8x8 (R3D-50) map for layer1 (as CIFAR ResNets replace the
+# ImageNet stem, He et al. 2016 sec. 4.2). Tran et al. 2018 (sec. 3-4) and CVRL (R3D-50
+# table) have only the strided stems. Module names are unchanged, but the stem's weight shapes
+# differ, so torchvision / published weights do not load into a small stem.
+StemName = Literal["default", "small"]
+
+
+def r3d_small_stem(in_channels: int, out_channels: int) -> nn.Sequential:
+    """3x3x3 conv, stride 1 -> BN -> ReLU: R3D-18's stem without spatial downsampling."""
+    return nn.Sequential(
+        nn.Conv3d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm3d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+def r2plus1d_small_stem(in_channels: int, mid_channels: int, out_channels: int) -> nn.Sequential:
+    """1x3x3 spatial (stride 1) -> BN -> ReLU -> 3x1x1 temporal -> BN -> ReLU."""
+    return nn.Sequential(
+        nn.Conv3d(in_channels, mid_channels, (1, 3, 3), padding=(0, 1, 1), bias=False),
+        nn.BatchNorm3d(mid_channels),
+        nn.ReLU(inplace=True),
+        TemporalConv3d(mid_channels, out_channels, 3),
+        nn.BatchNorm3d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+def cvrl_small_stem(in_channels: int, out_channels: int) -> nn.Sequential:
+    """5x3x3 conv, stride 1 -> BN -> ReLU (no max pool): CVRL's stem without downsampling."""
+    return nn.Sequential(
+        nn.Conv3d(in_channels, out_channels, (5, 3, 3), padding=(2, 1, 1), bias=False),
+        nn.BatchNorm3d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+# stem option -> builder, per family: (in, out) for R3D-18 / R3D-50, (in, mid, out) for R(2+1)D
+R3D_STEMS: dict[str, Callable[[int, int], nn.Sequential]] = {
+    "default": r3d_stem,
+    "small": r3d_small_stem,
+}
+R2PLUS1D_STEMS: dict[str, Callable[[int, int, int], nn.Sequential]] = {
+    "default": r2plus1d_stem,
+    "small": r2plus1d_small_stem,
+}
+CVRL_STEMS: dict[str, Callable[[int, int], nn.Sequential]] = {
+    "default": cvrl_stem,
+    "small": cvrl_small_stem,
+}
+
+
+def pick_stem(
+    stems: dict[str, Callable[..., nn.Sequential]], stem: str
+) -> Callable[..., nn.Sequential]:
+    """The builder of option ``stem`` (``model.args.stem``); a clear error for unknown names."""
+    if stem not in stems:
+        raise ValueError(f"stem={stem!r}: expected one of {sorted(stems)} (model.args.stem)")
+    return stems[stem]
+
+
 class VideoResNet(Backbone):
     """Stem + four residual stages (`layer1..4`, 64/128/256/512 x width planes) + `fc`.
 
@@ -292,14 +358,18 @@ def r3d_18(
     width: float = 1.0,
     in_channels: int = 3,
     block_extra: BlockExtra | None = None,
+    stem: StemName = "default",
 ) -> VideoResNet:
-    """R3D-18: 3x3x3 convs throughout, [2, 2, 2, 2] basic blocks; feature_dim 512 x width."""
+    """R3D-18: 3x3x3 convs throughout, [2, 2, 2, 2] basic blocks; feature_dim 512 x width.
+
+    ``stem="small"``: a 3x3x3 stride-1 stem for small inputs (a departure, see ``StemName``).
+    """
     stem_channels = scale_channels(64, width)
     return VideoResNet(
         block=BasicBlock,
         conv_makers=[CONV3D] * 4,
         layers=[2, 2, 2, 2],
-        stem=r3d_stem(in_channels, stem_channels),
+        stem=pick_stem(R3D_STEMS, stem)(in_channels, stem_channels),
         stem_channels=stem_channels,
         width=width,
         num_classes=num_classes,
@@ -314,17 +384,19 @@ def r2plus1d_18(
     width: float = 1.0,
     in_channels: int = 3,
     block_extra: BlockExtra | None = None,
+    stem: StemName = "default",
 ) -> VideoResNet:
     """R(2+1)D-18: (2+1)D convs, [2, 2, 2, 2] basic blocks; feature_dim 512 x width.
 
     The stem's 45 mid channels are torchvision's constant (scaled by width like the rest).
+    ``stem="small"``: its 1x7x7 stride-2 part becomes 1x3x3 stride 1 (see ``StemName``).
     """
     stem_channels = scale_channels(64, width)
     return VideoResNet(
         block=BasicBlock,
         conv_makers=[CONV2PLUS1D] * 4,
         layers=[2, 2, 2, 2],
-        stem=r2plus1d_stem(in_channels, scale_channels(45, width), stem_channels),
+        stem=pick_stem(R2PLUS1D_STEMS, stem)(in_channels, scale_channels(45, width), stem_channels),
         stem_channels=stem_channels,
         width=width,
         num_classes=num_classes,
@@ -339,6 +411,7 @@ def r3d_50(
     width: float = 1.0,
     in_channels: int = 3,
     block_extra: BlockExtra | None = None,
+    stem: StemName = "default",
 ) -> VideoResNet:
     """R3D-50 as used by CVRL (seed 003; Qian et al. CVPR 2021, R3D-50 architecture table).
 
@@ -347,14 +420,15 @@ def r3d_50(
     [3, 4, 6, 3]; res2/res3 reduce convs 1x1x1, res4/res5 reduce convs 3x1x1; every 3x3 conv is
     1x3x3; no temporal downsampling anywhere (T' = T). Module names follow torchvision's
     `VideoResNet` bottleneck layout (`stem`, `layer1..4.k.conv1/conv2/conv3/downsample`, `fc`).
-    feature_dim 2048 x width.
+    feature_dim 2048 x width. ``stem="small"``: a 5x3x3 stride-1 stem, no max pool (see
+    ``StemName``).
     """
     stem_channels = scale_channels(64, width)
     return VideoResNet(
         block=Bottleneck,
         conv_makers=[CONV2D, CONV2D, CONV2D_T3, CONV2D_T3],
         layers=[3, 4, 6, 3],
-        stem=cvrl_stem(in_channels, stem_channels),
+        stem=pick_stem(CVRL_STEMS, stem)(in_channels, stem_channels),
         stem_channels=stem_channels,
         width=width,
         num_classes=num_classes,
