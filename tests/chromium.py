@@ -9,6 +9,7 @@ skip with that hint where it is absent.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import select
@@ -101,6 +102,13 @@ class _Pipe:
             self.events.append(msg)
 
 
+def _high_fd(fd: int) -> int:
+    """A copy of ``fd`` numbered >= 10, so that ``3<&N 4>&M`` cannot clash with fds 3 and 4."""
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return high
+
+
 _IMAGES_JS = (
     "Array.from(document.images).map(i => ({src: i.getAttribute('src').slice(0, 80), "
     "complete: i.complete, width: i.naturalWidth}))"
@@ -112,11 +120,9 @@ def check_page(page: Path, timeout: float = 60) -> PageCheck:
     chromium = find_chromium()
     if chromium is None:
         raise FileNotFoundError(INSTALL_HINT)
-    to_chrome_r, to_chrome_w = os.pipe()
-    from_chrome_r, from_chrome_w = os.pipe()
-    os.set_inheritable(to_chrome_r, True)
-    os.set_inheritable(from_chrome_w, True)
-    with tempfile.TemporaryDirectory() as profile:
+    to_chrome_r, to_chrome_w = (_high_fd(fd) for fd in os.pipe())
+    from_chrome_r, from_chrome_w = (_high_fd(fd) for fd in os.pipe())
+    with tempfile.TemporaryDirectory() as profile, open(Path(profile) / "log", "w+b") as log:
         args = [
             "--headless",
             "--no-sandbox",  # root in CI containers
@@ -129,10 +135,10 @@ def check_page(page: Path, timeout: float = 60) -> PageCheck:
         # the browser reads DevTools messages on fd 3 and writes on fd 4
         shell = f'exec "$0" "$@" 3<&{to_chrome_r} 4>&{from_chrome_w}'
         proc = subprocess.Popen(
-            ["sh", "-c", shell, chromium, *args],
+            ["bash", "-c", shell, chromium, *args],  # dash takes single-digit fds only
             pass_fds=(to_chrome_r, from_chrome_w),
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=log,
         )
         os.close(to_chrome_r)
         os.close(from_chrome_w)
@@ -154,6 +160,11 @@ def check_page(page: Path, timeout: float = 60) -> PageCheck:
             check = PageCheck(images=found["result"]["value"])
             check.errors = _errors(pipe.events)
             return check
+        except (RuntimeError, TimeoutError) as err:
+            log.seek(0)
+            raise RuntimeError(
+                f"{err}; Chromium said:\n{log.read()[-3000:].decode(errors='replace')}"
+            ) from err
         finally:
             os.close(to_chrome_w)
             os.close(from_chrome_r)
