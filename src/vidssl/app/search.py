@@ -65,13 +65,12 @@ def _query_row(collection: Any, query: str) -> int | None:
         if not 0 <= row < n:
             raise ValueError(f"--query {row}: the collection has rows 0..{n - 1}")
         return row
-    wanted = str(Path(query).resolve())
-    for m in collection.manifest:
-        if m["path"] == query or str(Path(m["path"]).resolve()) == wanted:
-            if int(m["row"]) < 0:
-                raise ValueError(f"{query} is in the collection but unreadable: {m['error']}")
-            return int(m["row"])
-    return None
+    entry = collection.find(query)
+    if entry is None:
+        return None
+    if int(entry["row"]) < 0:
+        raise ValueError(f"{query} is in the collection but unreadable: {entry['error']}")
+    return int(entry["row"])
 
 
 def embed_query(collection: Any, path: str) -> np.ndarray:
@@ -181,13 +180,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"vidssl search: {err}", file=sys.stderr)
         return 1
     scores, rows = index.search(np.asarray(q, dtype=np.float32), args.k + (row is not None))
-    by_row = {int(m["row"]): m for m in collection.manifest if int(m["row"]) >= 0}
-    hits = [
-        (int(r), float(s), by_row[int(r)])
-        for s, r in zip(scores[0], rows[0])
-        if int(r) >= 0 and int(r) != row
-    ][: args.k]
-    query_name = by_row[row]["path"] if row is not None else args.query
+    found = [(int(r), float(s)) for s, r in zip(scores[0], rows[0]) if 0 <= int(r) != row]
+    hits = [(r, s, collection.row_entry(r)) for r, s in found[: args.k]]
+    query_name = collection.row_entry(row)["path"] if row is not None else args.query
     print(f"query: {query_name}" + (f" (row {row})" if row is not None else ""))
     print(f"{'#':>3}  {'cosine':>7}  {'row':>6}  path")
     for rank, (r, score, m) in enumerate(hits, 1):

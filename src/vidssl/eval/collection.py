@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -48,18 +48,42 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
 
 @dataclass
 class Collection:
-    """A loaded collection: ``embeddings[row]`` is the video of ``manifest`` entry with that row."""
+    """A loaded collection. The manifest is kept as text lines and parsed on demand, so that
+    loading a million-video collection stays quick."""
 
     root: Path
-    embeddings: np.ndarray  # (N, D) float32, L2-normalised rows
-    manifest: list[dict[str, str]]  # MANIFEST_COLUMNS -> text, one per video (readable or not)
+    embeddings: np.ndarray  # (N, D) float32, L2-normalised rows (memory-mapped)
     meta: dict[str, Any]
+    columns: list[str]  # manifest header
+    lines: list[str]  # manifest lines (one per video, readable or not), header excluded
+    line_of_row: np.ndarray  # (N,) int64: manifest line of each embedding row
+
+    def entry(self, line: int) -> dict[str, str]:
+        """Manifest line ``line`` as a dict (MANIFEST_COLUMNS -> text)."""
+        return dict(zip(self.columns, self.lines[line].split("\t")))
+
+    def row_entry(self, row: int) -> dict[str, str]:
+        """The manifest entry of embedding row ``row``."""
+        return self.entry(int(self.line_of_row[row]))
 
     @property
-    def paths(self) -> list[str]:
-        """``paths[row]``: the video of each embedding row."""
-        by_row = {int(m["row"]): m["path"] for m in self.manifest if int(m["row"]) >= 0}
-        return [by_row[r] for r in range(len(by_row))]
+    def manifest(self) -> list[dict[str, str]]:
+        """Every manifest entry (parses all lines)."""
+        return [self.entry(i) for i in range(len(self.lines))]
+
+    def find(self, path: str | Path) -> dict[str, str] | None:
+        """The entry of ``path`` (as listed, or the same file by resolved path), or None."""
+        text, name = str(path), Path(path).name
+        resolved = None
+        for i, line in enumerate(self.lines):
+            listed = line.split("\t", 2)[1]
+            if listed == text:
+                return self.entry(i)
+            if Path(listed).name == name:  # the same file under another spelling?
+                resolved = resolved or Path(path).resolve()
+                if Path(listed).resolve() == resolved:
+                    return self.entry(i)
+        return None
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -177,12 +201,9 @@ def load_collection(root: str | Path, mmap: bool = True) -> Collection:
                 "(still running, or shards not merged: `vidssl embed ... --merge`)"
             )
     embeddings = np.load(root / EMBEDDINGS_NAME, mmap_mode="r" if mmap else None)
-    manifest = read_manifest(root / MANIFEST_NAME)
-    if embeddings.ndim != 2 or sum(int(m["row"]) >= 0 for m in manifest) != len(embeddings):
+    header, *lines = (root / MANIFEST_NAME).read_text().splitlines()
+    rows = np.array([line[: line.index("\t")] for line in lines], dtype=np.int64)  # (L,)
+    line_of_row = np.flatnonzero(rows >= 0)  # (N,) lines of the readable videos
+    if embeddings.ndim != 2 or not np.array_equal(rows[line_of_row], np.arange(len(embeddings))):
         raise ValueError(f"{root}: {EMBEDDINGS_NAME} and {MANIFEST_NAME} disagree")
-    return Collection(root, embeddings, manifest, meta or {})
-
-
-def unreadable(manifest: Iterable[Mapping[str, str]]) -> list[tuple[str, str]]:
-    """``(path, error)`` of the videos that could not be embedded."""
-    return [(m["path"], m["error"]) for m in manifest if int(m["row"]) < 0]
+    return Collection(root, embeddings, meta or {}, header.split("\t"), lines, line_of_row)
