@@ -169,3 +169,68 @@ def test_torch_and_faiss_return_the_same_neighbours():
     # hand reference: brute force cosine
     np.testing.assert_array_equal(r_torch[:, 0], np.arange(20))
     np.testing.assert_array_equal(r_torch[3], np.argsort(-(x @ x[3]), kind="stable")[:10])
+
+
+def two_stream_checkpoint(path: Path) -> None:
+    """A checkpoint laid out as CVTCL's: RGB backbone, flow backbone (2 channels), config."""
+    from vidssl.models.backbones import create_backbone
+
+    torch.manual_seed(0)
+    rgb = create_backbone("r3d_18", width=0.125)
+    flow = create_backbone("r3d_18", width=0.125, in_channels=2)
+    state = {f"backbone.{k}": v for k, v in rgb.state_dict().items()}
+    state |= {f"flow_backbone.{k}": v for k, v in flow.state_dict().items()}
+    config = {
+        "model": {"backbone": "r3d_18", "width": 0.125},
+        "method": {"name": "cvtcl", "flow_backbone": "r3d_18", "flow_width": 0.125},
+        "data": {"clip_len": 4, "size": 32, "recipe": {"flow_method": "farneback"}},
+    }
+    torch.save({"model": state, "config": config}, path)
+
+
+def test_embed_two_stream_checkpoint_streams(tmp_path):
+    import vidssl
+
+    src = tmp_path / "videos"
+    src.mkdir()
+    paths = [write_ts(src / f"v{i}.ts", frames=10 + i) for i in range(3)]
+    ckpt = tmp_path / "cvtcl.pt"
+    two_stream_checkpoint(ckpt)
+    got = {}
+    for stream in ("rgb", "flow", "both"):
+        out = tmp_path / stream
+        argv = ["embed", str(src), "--checkpoint", str(ckpt), "--stream", stream, "--out", str(out)]
+        assert main([*argv, "num_clips=2", "workers=0", "progress=false", "amp=none"]) == 0
+        got[stream] = np.load(out / "embeddings.npy")
+        want = vidssl.embed_videos(paths, ckpt, stream=stream, num_clips=2)  # the same path
+        np.testing.assert_allclose(got[stream], want.numpy(), atol=1e-5)
+    assert got["rgb"].shape == got["flow"].shape == got["both"].shape == (3, 64)
+    assert not np.allclose(got["rgb"], got["flow"], atol=1e-2)
+    # "both" averages the normalised stream features: it lies between the two
+    cos = (got["both"] * got["rgb"]).sum(1), (got["both"] * got["flow"]).sum(1)
+    assert (cos[0] > (got["rgb"] * got["flow"]).sum(1)).all() and (cos[1] > 0).all()
+    # a collection of one stream is not extended with another
+    argv = ["embed", str(src), "--checkpoint", str(ckpt), "--stream", "flow"]
+    assert main([*argv, "--out", str(tmp_path / "rgb"), "num_clips=2"]) == 2
+
+
+def test_embed_prepared_storage_and_a_dataset_layout(tmp_path):
+    src = tmp_path / "videos"
+    for i, cls in enumerate(["jump", "jump", "run"]):
+        (src / cls).mkdir(parents=True, exist_ok=True)
+        write_ts(src / cls / f"v{i}.ts", frames=9 + i)
+    tiny = [*RANDOM, *TINY, "workers=0"]
+    assert main(["embed", str(src), "--out", str(tmp_path / "raw"), *tiny]) == 0
+    raw = np.load(tmp_path / "raw" / "embeddings.npy")
+    # lossless prepared storage gives the same frames, hence the same embeddings
+    prepared = tmp_path / "prepared"
+    argv = ["prepare", str(src), str(prepared), "--codec", "raw", "--short-side", "0"]
+    assert main([*argv, "--workers", "1"]) == 0
+    assert main(["embed", str(prepared), "--out", str(tmp_path / "vfs"), *tiny]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "vfs" / "embeddings.npy"), raw, atol=1e-5)
+    assert sorted(manifest(tmp_path / "vfs")) == ["v0.ts.vfs", "v1.ts.vfs", "v2.ts.vfs"]
+    # a dataset layout (class folders; train and test are the same folder here: listed once)
+    out = tmp_path / "layout"
+    assert main(["embed", str(src), "--data", "folder", "--out", str(out), *tiny]) == 0
+    np.testing.assert_allclose(np.load(out / "embeddings.npy"), raw, atol=1e-6)
+    assert main(["embed", str(src), "--data", "nope", "--out", str(tmp_path / "x"), *tiny]) == 2
