@@ -77,7 +77,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     allow_trailing_overrides(parser)
     parser.epilog = (
-        "Exit status: 0 done (unreadable files are listed in manifest.tsv), 1 failure, 2 bad input."
+        "Embeddings are stored in EMB_DIR/parts as they are computed: a killed run continues "
+        "where it stopped and a finished video is never recomputed. With --shard K/N, runs on "
+        "several machines share EMB_DIR; the run that completes the set writes embeddings.npy "
+        "+ manifest.tsv (or run --merge). Exit status: 0 done (unreadable files are listed in "
+        "manifest.tsv with their error), 1 failure, 2 bad input."
     )
 
 
