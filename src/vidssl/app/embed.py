@@ -229,10 +229,11 @@ def embed_missing(
             clip_norm=cfg.clip_norm,
             on_batch=bar.update,
         )
+        failed = 0
         for j, chunk in enumerate(chunks, first):
             # dataset indices are positions in `todo`: store paths, not indices
             save_part(args.out, f"s{k}of{n}-{j:06d}", chunk)
-            failed = sum(1 for r in chunk.records if r.error)
+            failed += sum(1 for r in chunk.records if r.error)
             if failed:
                 bar.set_postfix(unreadable=failed)
 
