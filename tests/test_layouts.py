@@ -24,7 +24,7 @@ def test_layouts_dict_and_prepared_suffix_matches_storage():
     assert set(L.LAYOUTS) == {"class_folders", "unlabelled", "ucf101", "hmdb51", "kinetics"}
     from vidssl.data.storage import STORE_SUFFIX
 
-    assert L.PREPARED_SUFFIX == STORE_SUFFIX
+    assert L.STORE_SUFFIX is STORE_SUFFIX  # one definition (vidssl.data.extensions)
     with pytest.raises(KeyError, match="unknown layout 'ucf'"):
         L.build_layout("ucf")
 

@@ -24,6 +24,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("vidssl.app.report", "write report.html for a run directory"),
     "prompts": ("vidssl.app.prompts", "description template (LLM questions) for a class list"),
     "flow": ("vidssl.app.flow", "compute optical flow for every video into fast storage"),
+    "embed": ("vidssl.app.embed", "one embedding per video of a folder / dataset (resumable)"),
+    "search": ("vidssl.app.search", "nearest videos of a query in an embedded collection"),
+    "export": ("vidssl.app.export", "a checkpoint's backbone for torchvision or ONNX"),
     "bench": ("vidssl.app.bench", "every method on one table: pretrain, evaluate, compare"),
     "demo": (
         "vidssl.app.demo",

@@ -12,7 +12,6 @@ Features (:mod:`vidssl.eval.features`) are cached in ``feats-<weights>-<settings
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import inspect
 import json
@@ -31,138 +30,27 @@ from vidssl.app.eval_config import EvalConfig
 from vidssl.config import ConfigError, check_type, keyword_params
 from vidssl.data.datasets import DATASETS, BuiltDataset, VideoDataset
 from vidssl.data.recipes import RECIPES
+from vidssl.eval.embed import eval_recipe
 from vidssl.eval.features import (
     Features,
     cached_features,
     extract_features,
-    file_sha256,
     load_features,
     save_features,
 )
-from vidssl.models.backbones import BACKBONES, create_backbone
+from vidssl.eval.weights import (  # noqa: F401  (re-exported for the app)
+    DEFAULT_CLIP,
+    RANDOM,
+    CheckpointError,
+    Weights,
+    read_weights,
+)
 from vidssl.models.backbones.base import Backbone
 
 SPLITS: tuple[int, ...] = (1, 2, 3)
-RANDOM = "random"  # the checkpoint value for a randomly initialised backbone
 
 # dataset -> name of its primary label set in results (default: the dataset's name)
 PRIMARY_LABEL_SET: dict[str, str] = {"synthetic": "motion"}
-
-# fallbacks for clip settings when neither the EvalConfig nor the checkpoint gives them
-DEFAULT_CLIP: dict[str, float] = {"clip_len": 8, "stride": 2.0, "size": 32}
-
-
-@dataclass
-class Weights:
-    """What a checkpoint (or ``"random"``) says about the backbone to evaluate."""
-
-    checkpoint: str  # the path, or "random"
-    backbone: str  # name in BACKBONES
-    width: float  # channel width multiplier
-    state: dict[str, Tensor] | None  # backbone state dict; None = random init
-    digest: str  # hex sha256 of the checkpoint file ("" for random)
-    data: dict[str, Any] = field(default_factory=dict)  # the checkpoint's data config section
-    # two-stream checkpoints (CVTCL): which stream to evaluate ("rgb", "flow" or "both") and
-    # the flow backbone (name, width, state dict of its "flow_backbone." weights)
-    stream: str = "rgb"
-    flow: tuple[str, float, dict[str, Tensor]] | None = None
-    args: dict[str, Any] = field(default_factory=dict)  # the checkpoint's model.args
-
-    def key(self, seed: int) -> str:
-        """The cache key of the weights at ``seed`` (only a random init depends on it)."""
-        if self.state is None:
-            return f"random-{self.backbone}-{self.width:g}-{seed}"
-        return self.digest
-
-    def file_tag(self, seed: int) -> str:
-        """The short form used in cache file names."""
-        return self.key(seed) if self.state is None else f"sha256-{self.digest[:16]}"
-
-    def build(self, seed: int) -> Backbone:
-        """A fresh feature-only backbone with these weights (random ones drawn from ``seed``)."""
-        with torch.random.fork_rng(devices=[]):  # leave the caller's RNG alone
-            torch.manual_seed(seed)
-            backbone = create_backbone(self.backbone, num_classes=0, width=self.width, **self.args)
-        if self.state is not None:
-            try:
-                backbone.load_state_dict(self.state)
-            except RuntimeError as err:
-                raise ConfigError(
-                    "--checkpoint",
-                    f"{self.checkpoint}: its backbone weights do not fit {self.backbone} at "
-                    f"width {self.width:g} ({err})",
-                ) from err
-        if self.stream == "rgb":
-            return backbone.eval()
-        return self.two_stream(backbone).eval()
-
-    def two_stream(self, rgb: Backbone) -> Backbone:
-        """The flow backbone (``stream="flow"``) or RGB + flow averaged (``"both"``)."""
-        from vidssl.methods.cvtcl import TwoStreamBackbone
-
-        if self.flow is None:
-            raise ConfigError("--stream", f"{self.checkpoint} holds no flow stream (CVTCL)")
-        name, width, state = self.flow
-        flow = create_backbone(name, num_classes=0, width=width, in_channels=2)
-        flow.load_state_dict(state)
-        return {"flow": flow, "both": TwoStreamBackbone(rgb, flow)}[self.stream]  # type: ignore[return-value]
-
-
-def read_weights(
-    checkpoint: str,
-    *,
-    backbone: str | None = None,
-    width: float | None = None,
-    stream: str = "rgb",
-) -> Weights:
-    """Read a vidssl checkpoint's backbone (or describe a random init); see :func:`load_backbone`."""
-    if checkpoint == RANDOM:
-        if backbone is None or width is None:
-            raise ConfigError("--backbone/--width", "both are required with --checkpoint random")
-        _check_backbone(backbone, width)
-        return Weights(RANDOM, backbone, float(width), None, "")
-    from vidssl.app.train.checkpoint import CheckpointError, backbone_state_dict, load_checkpoint
-
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        ckpt = load_checkpoint(path)
-    except CheckpointError as err:
-        raise ConfigError("--checkpoint", str(err)) from err
-    config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
-    model = config.get("model", {}) if isinstance(config.get("model"), dict) else {}
-    name = backbone or model.get("backbone")
-    w = width if width is not None else model.get("width")
-    if name is None or w is None:
-        raise ConfigError(
-            "--checkpoint",
-            f"{path} records no model.backbone / model.width; pass --backbone and --width",
-        )
-    _check_backbone(str(name), float(w))
-    state = backbone_state_dict(ckpt)
-    if not state:
-        raise ConfigError("--checkpoint", f"{path}: no 'backbone.' weights in its model state")
-    data = config.get("data", {}) if isinstance(config.get("data"), dict) else {}
-    method = config.get("method", {}) if isinstance(config.get("method"), dict) else {}
-    prefix = "flow_backbone."
-    flow_state = {k[len(prefix) :]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
-    flow = None
-    if flow_state and "flow_backbone" in method:
-        flow = (str(method["flow_backbone"]), float(method["flow_width"]), flow_state)
-    weights = Weights(str(path), str(name), float(w), state, file_sha256(path), dict(data))
-    # an explicit --backbone means the checkpoint's own backbone arguments may not apply
-    args = model.get("args") if backbone is None and isinstance(model.get("args"), dict) else {}
-    return dataclasses.replace(weights, stream=stream, flow=flow, args=dict(args))
-
-
-def _check_backbone(name: str, width: float) -> None:
-    if name not in BACKBONES:
-        raise ConfigError(
-            "--backbone", f"unknown backbone {name!r}; choose from {sorted(BACKBONES)}"
-        )
-    if not width > 0:
-        raise ConfigError("--width", f"must be > 0, got {width}")
 
 
 # ---------------------------------------------------------------------------- data
@@ -317,12 +205,7 @@ class Context:
 
 def resolve_clip(cfg: EvalConfig, weights: Weights) -> dict[str, Any]:
     """clip_len / stride / size: the EvalConfig's, else the checkpoint's, else the defaults."""
-    given = {"clip_len": cfg.clip_len, "stride": cfg.stride, "size": cfg.size}
-    out: dict[str, Any] = {}
-    for name, value in given.items():
-        chosen = value or weights.data.get(name) or DEFAULT_CLIP[name]
-        out[name] = float(chosen) if name == "stride" else int(chosen)
-    return out
+    return weights.clip_settings(cfg.clip_len, cfg.stride, cfg.size)
 
 
 def make_recipe(ctx: Context, name: str, train: bool, **kw: Any) -> Any:
@@ -337,16 +220,14 @@ def make_recipe(ctx: Context, name: str, train: bool, **kw: Any) -> Any:
 
 def multi_clip_loader(ctx: Context, built: BuiltDataset) -> DataLoader:
     """Deterministic ``num_clips`` x ``num_crops`` views per video, in index order."""
-    views = {"num_clips": ctx.cfg.num_clips, "num_crops": ctx.cfg.num_crops}
-    if ctx.weights.stream == "rgb":
-        recipe = make_recipe(ctx, "multi_clip", False, **views)
-    else:  # RGB + flow clips, flow read from flow_root or computed on the fly (two_stream.py)
-        trained = ctx.weights.data.get("recipe") or {}
-        flow = {k: trained[k] for k in ("flow_method", "flow_bound", "flow_scale") if k in trained}
-        roots = {"flow_root": ctx.flow_root, "rgb_root": ctx.root} if ctx.flow_root else {}
-        recipe = make_recipe(
-            ctx, "two_stream_multi_clip", False, stream=ctx.weights.stream, **views, **flow, **roots
-        )
+    recipe = eval_recipe(
+        ctx.weights,
+        ctx.clip,
+        ctx.cfg.num_clips,
+        ctx.cfg.num_crops,
+        flow_root=ctx.flow_root,
+        rgb_root=ctx.root,
+    )
     dataset = VideoDataset(built.index, recipe, seed=0, opener=built.opener)
     return DataLoader(
         dataset,

@@ -107,7 +107,7 @@ class Job:
 def output_path(src_root: Path, dst_root: Path, source: Path) -> Path:
     """``SRC/a/b.mp4`` -> ``DST/a/b.mp4.vfs``; ``SRC/a/b.mp4.vfs`` -> ``DST/a/b.mp4.vfs``."""
     from vidssl.app.prepare import output_path as raw_output_path
-    from vidssl.data.storage import STORE_SUFFIX
+    from vidssl.data.extensions import STORE_SUFFIX
 
     if source.suffix.lower() == STORE_SUFFIX:
         return dst_root / source.relative_to(src_root)
@@ -117,19 +117,9 @@ def output_path(src_root: Path, dst_root: Path, source: Path) -> Path:
 def find_sources(root: Path, exclude: Path | None = None) -> list[Path]:
     """Raw videos and ``.vfs`` files under ``root``, sorted; hidden names and anything under
     ``exclude`` (the output folder, when it lies inside ``root``) are skipped."""
-    from vidssl.data.sources import is_source_file
+    from vidssl.data.extensions import find_video_files
 
-    skip = exclude.resolve() if exclude is not None else None
-    found = []
-    for p in root.rglob("*"):
-        if not p.is_file() or not is_source_file(p):
-            continue
-        if any(part.startswith(".") for part in p.relative_to(root).parts):
-            continue
-        if skip is not None and p.resolve().is_relative_to(skip):
-            continue
-        found.append(p)
-    return sorted(found)
+    return find_video_files(root, exclude=exclude)
 
 
 def _flow_fn(method: str, device: str) -> FlowFn:

@@ -61,7 +61,7 @@ class Job:
 
 def output_path(src_root: Path, dst_root: Path, video: Path) -> Path:
     """``SRC/a/b.mp4`` -> ``DST/a/b.mp4.vfs`` (the source suffix is kept: no collisions)."""
-    from vidssl.data.storage import STORE_SUFFIX
+    from vidssl.data.extensions import STORE_SUFFIX
 
     rel = video.relative_to(src_root)
     return dst_root / rel.parent / (rel.name + STORE_SUFFIX)
@@ -69,15 +69,9 @@ def output_path(src_root: Path, dst_root: Path, video: Path) -> Path:
 
 def find_raw_videos(root: Path) -> list[Path]:
     """Raw video files under ``root``, sorted; names starting with '.' are skipped."""
-    from vidssl.data.video import VIDEO_EXTENSIONS
+    from vidssl.data.extensions import find_video_files
 
-    return sorted(
-        p
-        for p in root.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in VIDEO_EXTENSIONS
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
+    return find_video_files(root, raw_only=True)
 
 
 def prepare_one(job: Job) -> str | None:

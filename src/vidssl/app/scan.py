@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# extension list is mirrored from vidssl.data.sources, which imports PyAV: keep startup light
-_HELP_EXT = "mp4 avi mov mkv webm m4v mpg mpeg flv wmv 3gp ogv vfs"
+from vidssl.data.extensions import SOURCE_EXTENSIONS, find_video_files
+
+_HELP_EXT = " ".join(sorted(s.lstrip(".") for s in SOURCE_EXTENSIONS))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,17 +59,7 @@ class ScanResult:
 
 def find_videos(root: Path) -> list[Path]:
     """Video and ``.vfs`` files under ``root`` (or ``root`` itself), sorted; hidden ones skipped."""
-    from vidssl.data.sources import is_source_file
-
-    if root.is_file():
-        return [root]
-    return sorted(
-        p
-        for p in root.rglob("*")
-        if p.is_file()
-        and is_source_file(p)
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
+    return find_video_files(root)
 
 
 def scan_file(path: Path) -> ScanResult:

@@ -23,26 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PREPARED_SUFFIX = ".vfs"
-
-# file suffixes (lower case) recognised as videos when scanning folders
-VIDEO_EXTENSIONS: frozenset[str] = frozenset(
-    {
-        ".mp4",
-        ".avi",
-        ".mkv",
-        ".mov",
-        ".webm",
-        ".m4v",
-        ".mpg",
-        ".mpeg",
-        ".flv",
-        ".wmv",
-        ".3gp",
-        ".ogv",
-        ".ts",
-        PREPARED_SUFFIX,
-    }
+from vidssl.data.extensions import (
+    SOURCE_EXTENSIONS,
+    STORE_SUFFIX,
+    find_video_files,
+    is_source_file,
 )
 
 
@@ -88,18 +73,14 @@ def _require_file(path: Path, what: str) -> Path:
     return path
 
 
-def _is_video(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_EXTENSIONS and not path.name.startswith(".")
-
-
 def _prefer_prepared(files: Iterable[Path]) -> list[Path]:
     """Drop raw files whose prepared twin (``x.avi.vfs`` or ``x.vfs``) is in the same list."""
     files = sorted(files)
     present = set(files)
     kept = []
     for f in files:
-        if f.suffix != PREPARED_SUFFIX and (
-            Path(str(f) + PREPARED_SUFFIX) in present or f.with_suffix(PREPARED_SUFFIX) in present
+        if f.suffix != STORE_SUFFIX and (
+            Path(str(f) + STORE_SUFFIX) in present or f.with_suffix(STORE_SUFFIX) in present
         ):
             continue
         kept.append(f)
@@ -109,7 +90,7 @@ def _prefer_prepared(files: Iterable[Path]) -> list[Path]:
 def resolve_video(root: Path, rel: str) -> Path | None:
     """The file for listed name ``rel`` under ``root``: raw, then ``rel.vfs``, then ``rel``->.vfs."""
     raw = root / rel
-    for candidate in (raw, Path(str(raw) + PREPARED_SUFFIX), raw.with_suffix(PREPARED_SUFFIX)):
+    for candidate in (raw, Path(str(raw) + STORE_SUFFIX), raw.with_suffix(STORE_SUFFIX)):
         if candidate.is_file():
             return candidate
     return None
@@ -127,7 +108,7 @@ def _resolve_all(root: Path, rels: list[tuple[str, int]], list_file: Path) -> li
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} video(s) listed in {list_file} are missing under {root}, "
-            f"e.g. {root / missing[0]} (also tried the prepared names {missing[0]}{PREPARED_SUFFIX})"
+            f"e.g. {root / missing[0]} (also tried the prepared names {missing[0]}{STORE_SUFFIX})"
         )
     return items
 
@@ -148,9 +129,7 @@ def class_folders(root: str | Path) -> DatasetIndex:
         raise FileNotFoundError(f"no class sub-folders in {root}")
     items = []
     for label, name in enumerate(classes):
-        files = _prefer_prepared(
-            p for p in (root / name).rglob("*") if p.is_file() and _is_video(p)
-        )
+        files = _prefer_prepared(find_video_files(root / name))
         items += [VideoItem(str(p), label) for p in files]
     if not items:
         raise FileNotFoundError(f"no video files in the class folders of {root}")
@@ -160,7 +139,7 @@ def class_folders(root: str | Path) -> DatasetIndex:
 def unlabelled(root: str | Path) -> DatasetIndex:
     """Every video file under ``root``, searched recursively, sorted; label -1."""
     root = _require_dir(Path(root), "video folder")
-    files = _prefer_prepared(p for p in root.rglob("*") if p.is_file() and _is_video(p))
+    files = _prefer_prepared(find_video_files(root))
     if not files:
         raise FileNotFoundError(f"no video files under {root}")
     return DatasetIndex([VideoItem(str(p), -1) for p in files], [])
@@ -320,10 +299,10 @@ def kinetics(
     for dirpath, _, names in os.walk(video_root):
         for name in names:
             p = Path(dirpath) / name
-            if not _is_video(p):
+            if name.startswith(".") or not is_source_file(p):
                 continue
             stem = p.name
-            while Path(stem).suffix.lower() in VIDEO_EXTENSIONS:
+            while Path(stem).suffix.lower() in SOURCE_EXTENSIONS:
                 stem = stem[: -len(Path(stem).suffix)]
             by_stem.setdefault(stem, []).append(p)
 

@@ -8,11 +8,11 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from vidssl.data.storage import STORE_SUFFIX, FrameStore
-from vidssl.data.video import VIDEO_EXTENSIONS, VideoInfo, VideoReader, probe
+from vidssl.data.extensions import SOURCE_EXTENSIONS, STORE_SUFFIX, is_source_file
+from vidssl.data.storage import FrameStore
+from vidssl.data.video import VideoInfo, VideoReader, probe
 
-# every suffix `vidssl scan` and the dataset layouts accept (lower case)
-SOURCE_EXTENSIONS: frozenset[str] = VIDEO_EXTENSIONS | {STORE_SUFFIX}
+__all__ = ["SOURCE_EXTENSIONS", "VideoSource", "is_source_file", "open_video", "probe_source"]
 
 
 @runtime_checkable
@@ -56,8 +56,3 @@ def probe_source(path: str | Path) -> VideoInfo:
     """``VideoInfo`` of a raw video (decoded through, see ``video.probe``) or a ``.vfs`` store
     (index validated, first/middle/last frame decoded). Raises ``VideoDecodeError``."""
     return PROBES.get(Path(path).suffix.lower(), probe)(path)
-
-
-def is_source_file(path: str | Path) -> bool:
-    """True for files whose suffix is a known video container or ``.vfs``."""
-    return Path(path).suffix.lower() in SOURCE_EXTENSIONS

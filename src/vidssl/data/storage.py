@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from vidssl.data.extensions import STORE_SUFFIX  # noqa: F401  (re-exported)
 from vidssl.data.video import VideoDecodeError, VideoInfo, describe_exception
 
-STORE_SUFFIX = ".vfs"
 MAGIC = b"VFSTORE1"
 END_MAGIC = b"VFSEND01"
 _FOOTER = struct.Struct("<QQ8s")

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from vidssl.data import samplers
+from vidssl.data.extensions import STORE_SUFFIX
 from vidssl.data.recipe_base import RecipeBase, Sample
 from vidssl.data.transforms import (
     Box,
@@ -51,7 +52,6 @@ from vidssl.flow.quantize import DEFAULT_BOUND, dequantize_flow, quantize_flow
 if TYPE_CHECKING:
     from vidssl.data.sources import VideoSource
 
-STORE_SUFFIX = ".vfs"
 # what a two-stream clip holds, by stream name: number of channels
 STREAM_CHANNELS: dict[str, int] = {"rgb": 3, "flow": 2, "both": 5}
 

@@ -40,23 +40,7 @@ from typing import Any
 import av
 import numpy as np
 
-# Raw video containers recognised by `vidssl scan` / `vidssl prepare` (lower-case suffixes).
-VIDEO_EXTENSIONS: frozenset[str] = frozenset(
-    {
-        ".mp4",
-        ".avi",
-        ".mov",
-        ".mkv",
-        ".webm",
-        ".m4v",
-        ".mpg",
-        ".mpeg",
-        ".flv",
-        ".wmv",
-        ".3gp",
-        ".ogv",
-    }
-)
+from vidssl.data.extensions import VIDEO_EXTENSIONS  # noqa: F401  (re-exported)
 
 # Slack on top of the packet count for decode loops (decoder delay, flush frames).
 _LOOP_SLACK = 64
@@ -464,6 +448,8 @@ class VideoReader:
                 return got
         # end of stream before the last wanted frame: repeat the last decoded frame
         if last_frame is None:
+            if check_first:  # the seek delivered nothing (seen on MPEG-TS): let the caller back off
+                return None
             raise VideoDecodeError(self.path, "no frame could be decoded")
         rgb = self._to_rgb(last_frame)
         for w in wanted[p:]:

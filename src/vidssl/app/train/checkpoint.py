@@ -27,13 +27,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed
-from torch import Tensor
+
+from vidssl.eval.weights import (  # noqa: F401  (the library reads checkpoints; re-exported)
+    CheckpointError,
+    backbone_state_dict,
+    load_checkpoint,
+)
 
 CHECKPOINT_NAME = "last.pt"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read; ``str()`` names the file."""
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
@@ -77,27 +78,6 @@ def training_state(
         "rng": rngs,
         "data": {"seed": seed},
     }
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``; raises :class:`CheckpointError` naming ``path``."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as err:
-        raise CheckpointError(f"{path}: checkpoint file not found") from err
-    except Exception as err:  # torn / foreign / pickled-code files
-        raise CheckpointError(
-            f"{path}: cannot load checkpoint ({type(err).__name__}: {err})"
-        ) from err
-    if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise CheckpointError(f"{path}: not a vidssl checkpoint (no 'model' entry)")
-    return ckpt
-
-
-def backbone_state_dict(ckpt: dict[str, Any]) -> dict[str, Tensor]:
-    """The pre-trained backbone's weights (keys without the ``backbone.`` prefix)."""
-    prefix = "backbone."
-    return {k[len(prefix) :]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
 
 
 def seed_all(seed: int) -> None:
