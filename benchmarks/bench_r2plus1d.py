@@ -12,6 +12,8 @@ backward). Models per shape, built in one process with the same seed and threads
 - ``r2+1 2d-spatial``: the same weights, the spatial convs (stem's 1x7x7 included) computed as
   a Conv2d over `(N*T, C, H, W)` (:class:`FrameConv2d`, a view in channels_last_3d).
 - ``r2+1 3d-temporal``: the same weights, the temporal convs as a plain 3x1x1 `nn.Conv3d`.
+- ``r2+1 no mid BN/ReLU``: a diagnostic, not the same network (:func:`without_mid_norm`):
+  what the step would cost without the elementwise work between the two convs.
 
 Before timing, every variant's fp32 output and gradients are checked against the library
 module's (max relative difference printed; the variants compute the same function).
@@ -22,10 +24,11 @@ medians over rounds are printed. Two clocks: wall time, and the process's CPU ti
 for a core: much steadier on a shared machine). "s/TFLOP" is the step time per 10^12 counted
 FLOPs and "/r3d" its ratio to R3D-18's at the same shape.
 
-Shapes: the MTCL bench row (width 0.25, batch 32, 9x32x32 clips; configs/bench/cpu.yaml) and
-width 0.5, batch 8, 8x64x64 (benchmarks/bench_backbones.py's default).
+Shapes: the MTCL bench row (width 0.25, batch 32, 9x32x32 clips; configs/bench/cpu.yaml),
+width 0.5, batch 8, 8x64x64 (benchmarks/bench_backbones.py's default), and on request full
+width (batch 4, 8x64x64).
 
-    python benchmarks/bench_r2plus1d.py [--rounds 7] [--threads 1] [--shapes mtcl w0.5]
+    python benchmarks/bench_r2plus1d.py [--rounds 7] [--threads 1] [--shapes mtcl w0.5 w1.0]
 
 `--threads 1` is what the bench preset gives each training process on this 2-core machine
 (`threads: 0` = half the cores).
@@ -65,7 +68,9 @@ class Shape:
 SHAPES: dict[str, Shape] = {
     "mtcl": Shape(width=0.25, batch=32, frames=9, size=32),
     "w0.5": Shape(width=0.5, batch=8, frames=8, size=64),
+    "w1.0": Shape(width=1.0, batch=4, frames=8, size=64),  # not by default: full width
 }
+DEFAULT_SHAPES = ["mtcl", "w0.5"]
 
 
 class FrameConv2d(nn.Conv3d):
@@ -96,12 +101,32 @@ def temporal_as_conv3d(model: nn.Module) -> nn.Module:
     return model
 
 
-# model label -> (backbone name, in-place rewrite of its factorised convs)
-VARIANTS: dict[str, tuple[str, Callable[[nn.Module], nn.Module] | None]] = {
-    "r3d_18": ("r3d_18", None),
-    "r2plus1d_18": ("r2plus1d_18", None),
-    "r2+1 2d-spatial": ("r2plus1d_18", spatial_as_conv2d),
-    "r2+1 3d-temporal": ("r2plus1d_18", temporal_as_conv3d),
+def without_mid_norm(model: nn.Module) -> nn.Module:
+    """Diagnostic, NOT the same network: the BN and ReLU between the spatial and the temporal
+    conv of every (2+1)D conv (stem included) become identities, in place. Its step time is
+    what R(2+1)D-18 would cost if that elementwise work were free."""
+    for module in model.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        for i in range(len(module) - 3):
+            if type(module[i + 3]) is TemporalConv3d and isinstance(module[i + 1], nn.BatchNorm3d):
+                module[i + 1], module[i + 2] = nn.Identity(), nn.Identity()
+    return model
+
+
+@dataclass(frozen=True)
+class Variant:
+    backbone: str
+    rewrite: Callable[[nn.Module], nn.Module] | None = None  # in place, on the built model
+    same_function: bool = True  # checked against the library's r2plus1d_18 before timing
+
+
+VARIANTS: dict[str, Variant] = {
+    "r3d_18": Variant("r3d_18", same_function=False),
+    "r2plus1d_18": Variant("r2plus1d_18"),
+    "r2+1 2d-spatial": Variant("r2plus1d_18", spatial_as_conv2d),
+    "r2+1 3d-temporal": Variant("r2plus1d_18", temporal_as_conv3d),
+    "r2+1 no mid BN/ReLU": Variant("r2plus1d_18", without_mid_norm, same_function=False),
 }
 
 
@@ -128,11 +153,11 @@ def check_same_function(variant: nn.Module, library: nn.Module) -> float:
 def build(label: str, width: float) -> nn.Module:
     """The variant's model with a 10-way head on the engine's CPU path (guarded bf16,
     channels_last_3d), the same weights for every variant of one backbone."""
-    name, rewrite = VARIANTS[label]
+    variant = VARIANTS[label]
     torch.manual_seed(0)
-    model = create_backbone(name, num_classes=10, width=width)
-    if rewrite is not None:
-        rewrite(model)
+    model = create_backbone(variant.backbone, num_classes=10, width=width)
+    if variant.rewrite is not None:
+        variant.rewrite(model)
     guard_bf16_conv3d(model)
     return model_to_channels_last(model).train()
 
@@ -157,7 +182,7 @@ def bench_shape(shape: Shape, rounds: int) -> None:
     target = torch.arange(shape.batch) % 10
     models = {label: build(label, shape.width) for label in VARIANTS}
     for label, model in models.items():
-        if label != "r2plus1d_18" and VARIANTS[label][0] == "r2plus1d_18":
+        if label != "r2plus1d_18" and VARIANTS[label].same_function:
             diff = check_same_function(model, models["r2plus1d_18"])
             print(f"{label}: same function as r2plus1d_18 (max rel. diff {diff:.1e}, fp32)")
             if diff > 1e-5:
@@ -193,7 +218,7 @@ def bench_shape(shape: Shape, rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--shapes", nargs="+", default=DEFAULT_SHAPES, choices=list(SHAPES))
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads")
     args = parser.parse_args()
