@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vidssl.app.train.precision import model_to_channels_last
 from vidssl.models.backbones import BACKBONES, create_backbone, list_backbones
 from vidssl.models.backbones.base import TemporalConv3d
 from vidssl.models.backbones.resnet3d import r2plus1d_18, r2plus1d_midplanes
@@ -248,6 +249,34 @@ def test_temporal_conv3d_equals_conv3d(channels_last: bool):
     ref = torch.autograd.grad(expected.sin().sum(), (x, conv.weight, conv.bias))
     for g, r in zip(grads, ref):
         torch.testing.assert_close(g, r)
+
+
+@pytest.mark.parametrize("frames", [1, 2, 3])
+def test_factorised_convs_bf16_gradients_match_fp32(frames: int):
+    """bf16 weight/input gradients of R(2+1)D's convs track fp32 at small T (channels_last_3d).
+
+    `guard_bf16_conv3d` leaves them alone (the 1x3x3 conv has kernel depth 1; TemporalConv3d is
+    a Conv2d call), so the oneDNN defect it works around (garbage bf16 weight gradients of a
+    Conv3d with temporal padding when 1 < T < kernel depth) must not hit them: R(2+1)D-18 runs
+    its layer3/layer4 temporal convs on T = 2 for 8-frame clips. Tolerance: bf16 rounding of
+    the inputs and grad_output gives ~0.5% relative error; the defect gives NaN / 1e38.
+    """
+    torch.manual_seed(0)
+    spatial = nn.Conv3d(16, 16, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1), bias=False)
+    for conv in (spatial, TemporalConv3d(16, 16, 3), TemporalConv3d(16, 16, 3, stride=2)):
+        model_to_channels_last(conv)
+        x = torch.randn(4, 16, frames, 4, 4).contiguous(memory_format=torch.channels_last_3d)
+        x.requires_grad_()
+        y = conv(x)
+        gy = torch.randn(y.shape).contiguous(memory_format=torch.channels_last_3d)
+        ref = torch.autograd.grad(y, (conv.weight, x), gy)
+        for _ in range(3):  # the defect gave different garbage on every call
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                y16 = conv(x)
+            assert y16.dtype == torch.bfloat16
+            grads = torch.autograd.grad(y16, (conv.weight, x), gy.to(y16.dtype))
+            for g, r in zip(grads, ref):
+                assert (g.float() - r).norm() / r.norm() < 2e-2
 
 
 def test_c3d_options():
