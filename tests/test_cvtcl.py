@@ -108,13 +108,15 @@ def _method(**kw: Any) -> CVTCL:
     return CVTCL(backbone, **{**args, **kw})
 
 
-def _batch(n: int = 4, seed: int = 0) -> dict[str, Any]:
+def _batch(n: int = 4, seed: int = 0, index: torch.Tensor | None = None) -> dict[str, Any]:
+    """g, g^a (8 frames), s1..s4, s1^a (4 frames) in both streams."""
     g = torch.Generator().manual_seed(seed)
-    return {
-        "views": [torch.randn(n, 3, 4, 16, 16, generator=g) for _ in range(5)],
-        "flow_views": [torch.randn(n, 2, 4, 16, 16, generator=g) for _ in range(5)],
-        "index": torch.arange(n) + seed * n,
-    }
+
+    def views(c: int) -> list[torch.Tensor]:
+        return [torch.randn(n, c, 8 if j < 2 else 4, 16, 16, generator=g) for j in range(7)]
+
+    index = torch.arange(n) + seed * n if index is None else index
+    return {"views": views(3), "flow_views": views(2), "index": index}
 
 
 def _params(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -189,7 +191,7 @@ def test_two_stream_views_share_frames_crop_and_flip() -> None:
     q = flow.get_frames([0, 5, 11])
     assert np.array_equal(q[2], flow.get_frames([10])[0])
     recipe = TwoStreamSubClips(
-        clip_len=2, stride=1, size=8, jitter_strength=0.0, p_gray=0.0, flow_scale=100.0
+        clip_len=8, stride=1, sub_len=2, size=8, jitter_strength=0.0, p_gray=0.0, flow_scale=100.0
     )
     recipe.open_flow = lambda v: OnTheFlyFlow(v, _ramp_flow, "fake", 20.0)  # type: ignore[method-assign]
     flips = set()
@@ -203,13 +205,15 @@ def test_two_stream_views_share_frames_crop_and_flip() -> None:
             flips.add(flipped)
             sign = -1.0 if flipped else 1.0
             assert torch.allclose(fx, sign * grey_x / 4.0, atol=0.1)  # same crop, same flip
-            assert (flo.abs() <= 1).all() and flo.shape == (2, 2, 8, 8)
+            assert (flo.abs() <= 1).all() and flo.shape == (2, rgb.shape[1], 8, 8)
     assert flips == {True, False}
 
 
 def test_two_stream_flow_frames_follow_rgb_frames() -> None:
     video = _RampVideo()
-    recipe = TwoStreamSubClips(clip_len=2, stride=1, size=8, train=False, flow_scale=100.0)
+    recipe = TwoStreamSubClips(
+        clip_len=8, stride=1, sub_len=2, size=8, train=False, flow_scale=100.0
+    )
     recipe.open_flow = lambda v: OnTheFlyFlow(v, _ramp_flow, "fake", 20.0)  # type: ignore[method-assign]
     sample = recipe(video, np.random.default_rng(0))
     for rgb, flo in zip(sample["views"], sample["flow_views"], strict=True):
@@ -228,7 +232,8 @@ def test_pretrain_two_stages_then_eval_both_streams(tmp_path: Path) -> None:
         "data.args.num_videos=16",
         "data.args.frames=16",
         "data.args.size=16",
-        "data.clip_len=4",
+        "data.clip_len=16",  # the global clip; four sub-clips of 4 frames inside it
+        "data.recipe.sub_len=4",
         "data.size=16",
         "data.batch_size=4",
         "data.workers=0",
@@ -272,3 +277,206 @@ def test_pretrain_two_stages_then_eval_both_streams(tmp_path: Path) -> None:
         == 0
     )
     assert list((tmp_path / "ev" / "eval").glob("retrieval-*.json"))
+
+
+# ---- the global clip and its sub-clips (sec. 2.1, 2.3, 3.2)
+
+
+def test_global_clip_span_and_sub_clips_inside_it() -> None:
+    from vidssl.data.samplers import clip_with_sub_clips
+
+    starts = set()
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        clip, subs = clip_with_sub_clips(40, 8, 4.0, 4, 8, 1.0, rng)  # span 32 of 40 frames
+        start = int(clip[0])
+        starts.add(start)
+        assert 0 <= start <= 8 and np.array_equal(clip, start + 4 * np.arange(8))
+        assert subs.shape == (4, 8) and (subs >= start).all() and (subs < start + 32).all()
+        assert (np.diff(subs, axis=1) == 1).all()  # each sub-clip: 8 consecutive frames
+        assert (subs[1:, 0] > subs[:-1, -1]).all()  # ordered, non-overlapping
+    assert len(starts) > 1
+    # the paper's layout: 32 frames at stride 1 tiled by four 8-frame sub-clips
+    clip, subs = clip_with_sub_clips(50, 32, 1.0, 4, 8, 1.0, np.random.default_rng(0))
+    assert np.array_equal(subs, clip.reshape(4, 8))
+    with pytest.raises(ValueError, match="needs 32"):  # never looped past the end
+        clip_with_sub_clips(31, 32, 1.0, 4, 8, 1.0, np.random.default_rng(0))
+
+
+class _ValueVideo:
+    """Frame t is uniformly grey with value 4 t (uint8): a view's pixels name its frames."""
+
+    fps = 25.0
+
+    def __init__(self, num_frames: int, path: str = "v") -> None:
+        self.num_frames, self.path = num_frames, path
+
+    def get_frames(self, indices: Any) -> np.ndarray:
+        t = np.asarray(indices).reshape(-1, 1, 1, 1)
+        return np.broadcast_to(4 * t, (t.shape[0], 12, 12, 3)).astype(np.uint8)
+
+    def close(self) -> None:
+        pass
+
+
+def _frames_of(view: torch.Tensor) -> list[int]:
+    """(3, T, s, s) normalised grey view -> the frame index t of every time step."""
+    from vidssl.data.transforms import KINETICS_MEAN, KINETICS_STD
+
+    grey = view[0, :, 0, 0] * KINETICS_STD[0] + KINETICS_MEAN[0]  # (T,) in [0, 1]
+    return [round(v) for v in (grey * 255 / 4).tolist()]
+
+
+def _zero_flow(prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+    return np.zeros((*prev.shape, 2), np.float32)
+
+
+def test_recipe_views_are_the_global_clip_and_sub_clips_inside_it() -> None:
+    recipe = TwoStreamSubClips(clip_len=8, stride=4, sub_len=4, sub_stride=2, size=8, train=False)
+    recipe.open_flow = lambda v: OnTheFlyFlow(v, _zero_flow, "fake", 20.0)  # type: ignore[method-assign]
+    for seed in range(5):
+        sample = recipe(_ValueVideo(45), np.random.default_rng(seed))
+        views = [_frames_of(v) for v in sample["views"]]
+        assert len(views) == 7 and len(sample["flow_views"]) == 7
+        g, g_a, *subs, s1_a = views
+        start = g[0]
+        assert g == g_a == [start + 4 * i for i in range(8)] and start + 32 <= 45
+        assert s1_a == subs[0]
+        for s in subs:  # 4 frames at stride 2, inside the global clip's 32-frame span
+            assert s == [s[0] + 2 * i for i in range(4)] and start <= s[0] and s[-1] < start + 32
+        assert all(a[-1] < b[0] for a, b in zip(subs, subs[1:], strict=False))
+    with pytest.raises(ValueError, match="do not fit"):
+        TwoStreamSubClips(clip_len=8, stride=1, sub_len=4)
+    with pytest.raises(ValueError, match="never pads"):
+        TwoStreamSubClips(clip_len=8, stride=1, sub_len=2, short="clamp")
+
+
+def test_too_short_video_is_skipped_and_counted_not_looped() -> None:
+    from vidssl.data.datasets import VideoDataset
+    from vidssl.data.layouts import DatasetIndex, VideoItem
+
+    videos = {"short": _ValueVideo(20, "short"), "long": _ValueVideo(40, "long")}
+    index = DatasetIndex([VideoItem("short", 0, {}), VideoItem("long", 1, {})], ["a", "b"])
+    recipe = TwoStreamSubClips(clip_len=32, stride=1, sub_len=8, size=8, train=False)
+    recipe.open_flow = lambda v: OnTheFlyFlow(v, _zero_flow, "fake", 20.0)  # type: ignore[method-assign]
+    ds = VideoDataset(index, recipe, opener=videos.__getitem__)
+    sample = ds[0]  # the 20-frame video cannot hold the 32-frame clip: replaced, counted
+    assert sample["skipped"] == 1 and sample["label"] == 1 and ds.skipped_count == 1
+    assert max(_frames_of(sample["views"][0])) < 40
+    assert ds[1]["skipped"] == 0
+
+
+# ---- eq. 1 in the init stage is plain MoCo
+
+
+def _plain_moco_reference(m: CVTCL, batch: dict[str, Any]) -> float:
+    """Sum over the streams of eq. 1 written out: positive g^a, every queue row negative."""
+    total = 0.0
+    with torch.no_grad():
+        for name, s in m.streams().items():
+            g, g_a = batch[{"rgb": "views", "flow": "flow_views"}[name]][:2]
+            q = F.normalize(s.projector(s.backbone.forward_features(g)), dim=1)
+            k = s.keys(g_a)
+            queue = s.queue.clone()
+            total += float(np.mean([_nce(q[i], [k[i]], list(queue)) for i in range(4)]))
+    return total
+
+
+def test_init_nce_is_plain_moco_without_own_video_positives() -> None:
+    m = _method(use_local=False, use_lt=False, temperature=T)
+    same = torch.tensor([0, 1, 2, 3])
+    for s in range(3):  # the queue now holds keys of the very videos of the next batch
+        m.training_step(_batch(seed=s, index=same))
+    assert (m.queue_index[:, None] == same[None, :]).any(dim=0).all()
+    batch = _batch(seed=5, index=same)
+    ref = _plain_moco_reference(m, batch)
+    out = m.training_step(batch)
+    assert out["loss"].item() == pytest.approx(ref, rel=1e-4)
+    assert set(out) == {"loss", "rgb_nce", "flow_nce"}
+
+
+# ---- co-training start (CoCLR's choices)
+
+
+def _perturb(module: torch.nn.Module) -> None:
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.1)
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_cotrain_start_copies_query_into_key_encoder_and_refills_memory(tmp_path: Path) -> None:
+    init = _method()
+    for s in range(2):
+        init.training_step(_batch(seed=s))
+    _perturb(init.rgb.key_backbone)  # a momentum encoder that differs from the query encoder
+    _perturb(init.flow.key_projector)
+    torch.save({"model": init.state_dict()}, tmp_path / "init.pt")
+    m = _method(stage="cotrain", init_checkpoint=str(tmp_path / "init.pt"), cycles=1)
+    assert _same(m.rgb.backbone, init.rgb.backbone)
+    assert _same(m.rgb.key_backbone, m.rgb.backbone) and _same(m.rgb.key_projector, m.rgb.projector)
+    assert (m.queue_index == -1).all() and int(m.rgb.queue_ptr) == int(m.flow.queue_ptr) == 0
+    assert not _same(m.flow.key_projector, m.flow.projector)  # flow is not trained yet
+    m.on_after_optimizer_step(0.6)  # second half: flow trained from here, memory refilled
+    assert int(m.active) == 1 and (m.queue_index == -1).all()
+    assert _same(m.flow.key_projector, m.flow.projector)
+
+
+def test_cotrain_miner_is_the_frozen_query_encoder_in_eval_mode() -> None:
+    m = _method(stage="cotrain", queue_size=8, topk=2)
+    m.train()
+    logs = [m.training_step(_batch(seed=s)) for s in range(2)]  # 2 x 4 rows: memory full
+    assert [float(o["memory_full"]) for o in logs] == [0.0, 0.0]
+    batch = _batch(seed=2)
+    out = m.training_step(batch)
+    assert float(out["memory_full"]) == 1.0 and m.flow.backbone.training
+    written = m.flow.queue[:4]  # rows 0..3: the pointer had wrapped around
+    with torch.no_grad():
+        m.flow.eval()
+        g_a = batch["flow_views"][1]
+        eval_z = F.normalize(m.flow.projector(m.flow_backbone.forward_features(g_a)), dim=1)
+        m.flow.train()
+        train_z = F.normalize(m.flow.projector(m.flow_backbone.forward_features(g_a)), dim=1)
+    assert torch.allclose(written, eval_z, atol=1e-5)
+    assert not torch.allclose(written, train_z, atol=1e-3)
+
+
+# ---- checkpoints: one copy of each backbone
+
+
+def _shared_storage(state: dict[str, torch.Tensor]) -> int:
+    """Entries whose storage another entry already uses."""
+    ptrs = [v.untyped_storage().data_ptr() for v in state.values() if v.numel()]
+    return len(ptrs) - len(set(ptrs))
+
+
+def test_checkpoint_holds_each_backbone_once_and_old_files_load(tmp_path: Path) -> None:
+    m = _method()
+    m.training_step(_batch())
+    state = m.state_dict()
+    assert not [k for k in state if k.startswith(("rgb.backbone.", "flow.backbone."))]
+    assert any(k.startswith("backbone.") for k in state)
+    assert any(k.startswith("flow_backbone.") for k in state)
+    torch.save({"model": state}, tmp_path / "new.pt")
+    new = torch.load(tmp_path / "new.pt", weights_only=True)["model"]
+    assert _shared_storage(new) == 0 and list(new) == list(state)
+    old = torch.nn.Module.state_dict(m)  # the previous format: both names of each backbone
+    assert _shared_storage(old) > 0 and len(old) > len(state)
+    torch.save({"model": old}, tmp_path / "old.pt")
+    for path in ("new.pt", "old.pt"):
+        fresh = CVTCL(
+            create_backbone("r3d_18", width=0.125),
+            flow_backbone="r3d_18",
+            flow_width=0.125,
+            queue_size=16,
+            hidden_dim=32,
+            out_dim=16,
+        )
+        fresh.load_state_dict(torch.load(tmp_path / path, weights_only=True)["model"])
+        assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in state.items()), path
+        assert torch.equal(fresh.rgb.backbone.stem[0].weight, m.backbone.stem[0].weight)
+    co = _method(stage="cotrain", init_checkpoint=str(tmp_path / "old.pt"))
+    assert _same(co.flow.backbone, m.flow.backbone)

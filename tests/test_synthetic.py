@@ -238,7 +238,11 @@ def test_in_memory_dataset_with_every_recipe():
         "pretext_views": ({"clip_len": 6}, "views", [(3, 6, 16, 16)] * 4),
         "stor": ({"clip_len": 8}, "views", [(3, 8, 16, 16)] * 2),
         # flow computed on the fly from the in-memory frames (Farneback)
-        "two_stream_sub_clips": ({"clip_len": 3}, "flow_views", [(2, 3, 16, 16)] * 5),
+        "two_stream_sub_clips": (
+            {"clip_len": 8, "stride": 2, "sub_len": 2},  # global 8 x 2 frames, 4 sub-clips of 2
+            "flow_views",
+            [(2, 8, 16, 16)] * 2 + [(2, 2, 16, 16)] * 5,
+        ),
         "two_stream_multi_clip": ({"clip_len": 4, "num_clips": 2}, "clips", (2, 5, 4, 16, 16)),
     }
     assert set(cases) == set(RECIPES)

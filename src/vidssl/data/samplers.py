@@ -213,6 +213,34 @@ def sub_clips(
     return fit_indices(idx, num_frames, short)
 
 
+def clip_with_sub_clips(
+    num_frames: int,
+    clip_len: int,
+    stride: float,
+    num_clips: int,
+    sub_len: int,
+    sub_stride: float,
+    rng: np.random.Generator,
+) -> tuple[Indices, Indices]:
+    """One clip at a random start and ``num_clips`` sub-clips inside its span (CVTCL: the
+    global clip of eq. 1 and the local clips s1..s4 of eqs. 6-7 cut from it, sec. 2.3).
+
+    The clip covers ``[start, start + span)``, ``span = clip_span(clip_len, stride)``; the
+    sub-clips are :func:`sub_clips` of that interval (non-overlapping, in temporal order,
+    random gaps), so no sub-clip frame lies outside the clip's span. There is no short-video
+    mapping: a video with fewer than ``span`` frames raises ``ValueError`` (the caller decides
+    what a too-short video means). Returns ``(clip_len,)`` and ``(num_clips, sub_len)`` int64.
+    """
+    _check_frames(num_frames)
+    span = clip_span(clip_len, stride)
+    if num_frames < span:
+        raise ValueError(f"{num_frames} frames: the clip needs {span} ({clip_len} x {stride})")
+    start = int(rng.integers(0, num_frames - span + 1))
+    # sub_clips over a virtual video of exactly `span` frames: every index is in [0, span)
+    subs = sub_clips(span, num_clips, sub_len, sub_stride, rng, window=span)  # (N, L)
+    return _clip_at(start, clip_len, stride), subs + start
+
+
 def overlapping_clips(
     num_frames: int,
     clip_len: int,

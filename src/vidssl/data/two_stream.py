@@ -18,9 +18,10 @@ clipped to [-1, 1]; it is treated as an image when cropped and resized (pixel va
 rescaled with the crop), as in CoCLR's pipeline.
 
 Sample keys: ``"views"`` / ``"flow_views"`` (lists of ``(3, T, H, W)`` / ``(2, T, H, W)``, one
-flow view per RGB view) for ``two_stream_sub_clips``; ``"clips"`` ``(K, C, T, H, W)`` for
+flow view per RGB view; global clip first, see :class:`TwoStreamSubClips`) for
+``two_stream_sub_clips``; ``"clips"`` ``(K, C, T, H, W)`` for
 ``two_stream_multi_clip`` with ``C`` = 3 (``stream="rgb"``), 2 (``"flow"``) or 5 (``"both"``:
-RGB channels then flow channels, split again by ``vidssl.methods.cvtcl.TwoStreamBackbone``).
+RGB channels then flow channels, split again by ``vidssl.models.two_stream.TwoStreamBackbone``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
 
 # what a two-stream clip holds, by stream name: number of channels
 STREAM_CHANNELS: dict[str, int] = {"rgb": 3, "flow": 2, "both": 5}
+# two_stream_sub_clips: the first views are the global clip and its second augmentation
+GLOBAL_VIEWS = 2
 
 
 @dataclass
@@ -208,23 +211,72 @@ class TwoStreamBase(RecipeBase):
 
 @dataclass
 class TwoStreamSubClips(TwoStreamBase):
-    """CVTCL's local clips (sec. 2.3) in both streams: ``num_clips`` non-overlapping sub-clips
-    in temporal order plus, with ``anchor_view=True``, a second augmentation of the first
-    (``s_1^a``). ``{"views": [3-ch] * V, "flow_views": [2-ch] * V}``, ``V = num_clips (+ 1)``;
-    view ``j`` of both lists shows the same frames and the same crop."""
+    """CVTCL's input in both streams (sec. 2.1-2.3): a global clip of ``clip_len`` frames at
+    ``stride`` (the paper's 32-frame clip, sec. 3.2) shown twice with independent
+    augmentations (``v^q``, ``v^k`` of eq. 1), and ``num_clips`` non-overlapping sub-clips of
+    ``sub_len`` frames at ``sub_stride`` (None: ``stride``) cut from inside its span, in
+    temporal order, plus a second augmentation of the first (``s_1^a``, eqs. 6-7).
+
+    ``{"views": [3-ch] * V, "flow_views": [2-ch] * V}``, ``V = 2 + num_clips + 1``, in the
+    order ``[g, g^a, s_1, ..., s_N, s_1^a]`` (:data:`GLOBAL_VIEWS` of them global); view ``j``
+    of both lists shows the same frames and the same crop. Frames shared by the global clip
+    and the sub-clips are read (and their flow computed) once.
+
+    Short videos: no view is looped or clamped past the end. A video with fewer frames than
+    the global clip's span raises ``VideoDecodeError``, so ``VideoDataset`` handles it like
+    any too-short file: logged once, replaced by another video and counted in ``skipped``.
+    """
 
     num_clips: int = 4
-    window: int | None = None
-    anchor_view: bool = True
+    sub_len: int = 8
+    sub_stride: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_clips < 1 or self.sub_len < 1:
+            raise ValueError(f"data.recipe: num_clips={self.num_clips}, sub_len={self.sub_len}")
+        if self.sub_stride is not None and not self.sub_stride > 0:
+            raise ValueError(f"data.recipe.sub_stride={self.sub_stride}: must be > 0")
+        if self.short != RecipeBase.short:
+            raise ValueError(
+                f"data.recipe.short={self.short!r}: two_stream_sub_clips never pads a video "
+                "(one shorter than the global clip is skipped and counted)"
+            )
+        if self.target_fps is None:  # fixed strides: check the layout before any video
+            span = samplers.clip_span(self.clip_len, self.stride)
+            sub = samplers.clip_span(self.sub_len, self.sub_stride or self.stride)
+            if self.num_clips * sub > span:
+                raise ValueError(
+                    f"data.recipe: {self.num_clips} sub-clips of sub_len={self.sub_len} x "
+                    f"sub_stride={self.sub_stride or self.stride} ({sub} frames each) do not "
+                    f"fit in the global clip's span data.clip_len x data.stride = {span}"
+                )
 
     def __call__(self, video: VideoSource, rng: np.random.Generator) -> Sample:
         stride = self.stride_for(video)
-        idx = samplers.sub_clips(
-            video.num_frames, self.num_clips, self.clip_len, stride, rng, self.window, self.short
-        )  # (N, T)
-        rgb, flow, bound = self.read_pair(video, idx)  # (N, T, H, W, 3), (N, T, h, w, 2)
-        order = [*range(len(idx)), *([0] if self.anchor_view else [])]
-        pairs = [self.pair_transform(rgb[j], flow[j], bound, rng) for j in order]
+        span = samplers.clip_span(self.clip_len, stride)
+        if video.num_frames < span:
+            from vidssl.data.video import VideoDecodeError
+
+            raise VideoDecodeError(
+                video.path,
+                f"{video.num_frames} frames, too short for the {span}-frame global clip "
+                "(data.clip_len x data.stride) of the two_stream_sub_clips recipe",
+            )
+        clip, subs = samplers.clip_with_sub_clips(
+            video.num_frames,
+            self.clip_len,
+            stride,
+            self.num_clips,
+            self.sub_len,
+            stride if self.sub_stride is None else self.sub_stride,
+            rng,
+        )  # (T,), (N, L)
+        wanted = np.concatenate([clip, subs.reshape(-1)])  # (T + N*L,)
+        frames, inverse = np.unique(wanted, return_inverse=True)  # each frame read once
+        rgb, flow, bound = self.read_pair(video, frames)  # (U, H, W, 3), (U, h, w, 2)
+        g, s = inverse[: clip.size], inverse[clip.size :].reshape(subs.shape)  # (T,), (N, L)
+        pairs = [self.pair_transform(rgb[i], flow[i], bound, rng) for i in [g, g, *s, s[0]]]
         return {"views": [p[0] for p in pairs], "flow_views": [p[1] for p in pairs]}
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -24,6 +26,10 @@ class Method(nn.Module):
     recipe: ClassVar[str] = "two_clips"
     recipe_overrides: ClassVar[dict[str, Any]] = {}
     default_backbone: ClassVar[str | None] = None  # the paper's backbone, when it names one
+    # modules registered under two names, as state-dict prefixes {alias: kept}, e.g.
+    # {"rgb.backbone.": "backbone."}: ``state_dict`` stores them once (under ``kept``) and
+    # ``load_state_dict`` restores the alias, so files that still hold both load as well
+    state_aliases: ClassVar[dict[str, str]] = {}
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
@@ -42,6 +48,29 @@ class Method(nn.Module):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         return self.training_step(batch)
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """``nn.Module.state_dict`` without the :attr:`state_aliases` duplicates."""
+        state = super().state_dict(*args, **kwargs)
+        prefix = kwargs.get("prefix", "")
+        aliases = tuple(prefix + alias for alias in self.state_aliases)
+        for key in [k for k in state if aliases and k.startswith(aliases)]:
+            del state[key]
+        return state
+
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
+        """``nn.Module.load_state_dict``; an absent :attr:`state_aliases` entry is read from
+        the prefix it duplicates (a file written by :meth:`state_dict`)."""
+        state = OrderedDict(state_dict)
+        for alias, kept in self.state_aliases.items():
+            for key in [k for k in state_dict if k.startswith(kept)]:
+                state.setdefault(alias + key[len(kept) :], state_dict[key])
+        metadata = getattr(state_dict, "_metadata", None)
+        if metadata is not None:  # BatchNorm & co. read their version from it
+            state._metadata = metadata  # type: ignore[attr-defined]
+        return super().load_state_dict(state, strict=strict, assign=assign)
 
     def on_after_optimizer_step(self, progress: float) -> None:
         """Hook for momentum updates; ``progress`` = finished steps / total steps."""

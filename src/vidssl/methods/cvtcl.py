@@ -1,32 +1,32 @@
 """CVTCL (Wang et al.): RGB + optical-flow co-training with local temporal contrast.
 
-Two MoCo instance discriminators (``vidssl.methods.MoCo``: online + momentum encoder + queue),
-one per stream; the flow backbone is ``create_backbone(flow_backbone, in_channels=2,
-width=flow_width)``. Input: the ``two_stream_sub_clips`` recipe, sub-clips s1..s4 and s1^a in
-both streams (``"views"`` / ``"flow_views"``).
+One MoCo per stream (``vidssl.methods.MoCo``); the flow backbone is ``create_backbone(
+flow_backbone, in_channels=2, width=flow_width)``. Input (``two_stream_sub_clips``, both
+streams): the global clip g and its second augmentation g^a (the paper's 32-frame clip, sec.
+3.2), then the sub-clips s1..s4 cut from inside g's span and s1^a.
 
-- ``stage="init"`` (sec. 2.4 step 1): L1 = alpha L_InfoNCE + beta L_LTCL for each stream,
-  summed over the streams (they share no parameter, so this equals two separate runs).
-  L_InfoNCE: query s1, key s1^a, the queue as negatives. L_LTCL = L_local (eq. 6) + L_LT
-  (eq. 7), each switchable (``use_local``, ``use_lt``: Table 1).
-- ``stage="cotrain"`` (step 2): L2 = alpha L_RF + beta L_LTCL, alternating. The run is cut in
-  ``2 * cycles`` equal parts by ``progress``: even parts train RGB while the frozen flow
-  stream mines its ``topk`` nearest neighbours (eqs. 2-5), odd parts the reverse. The frozen
-  stream gets ``requires_grad_(False)`` (no gradient, the optimiser skips it, no momentum
-  update). LTCL is added for the streams in ``cotrain_ltcl`` (Table 2: RGB only).
-  ``init_checkpoint`` loads the init stage's weights (``weights_only``); queues restart.
+- ``stage="init"`` (sec. 2.4 step 1): L1 = alpha L_InfoNCE + beta L_LTCL, summed over the
+  streams (no shared parameter). L_InfoNCE (eq. 1) is plain MoCo: query g, key g^a, the queue
+  of global keys as negatives, own-video entries included (the authors' ``InfoNCE`` model).
+  L_LTCL = L_local (eq. 6) + L_LT (eq. 7) on query s1, keys s1^a, s2..s4 (``use_local``,
+  ``use_lt``: Table 1); in L_local own-video entries are dropped from the negatives.
+- ``stage="cotrain"`` (step 2): L2 = alpha L_RF + beta L_LTCL (LTCL for ``cotrain_ltcl``,
+  Table 2: RGB). ``2 * cycles`` equal parts of the run: even parts train RGB while the frozen
+  flow stream (``requires_grad_(False)``) mines ``topk`` neighbours (eqs. 2-5), odd parts the
+  reverse. L_RF is CoCLR's multi-instance InfoNCE; positives: the key of g^a, the mined rows
+  and the queue entries of the query's own video (never mined).
 
-Memory (departure, documented): there is no separate memory bank of all videos. The two
-queues are written together, so row j of both holds the same clip, and ``queue_index`` holds
-its video index (``batch["index"]``). With ``queue_size`` >= the training set the queue is
-the memory of (nearly) every training video, its keys up to one epoch stale (CoCLR's queue
-has the same staleness). Top-K mining runs over the frozen stream's queue; the trained
-stream's queue rows at the mined positions are the positives of L_RF. As in CoCLR, queue
-entries of the query's own video are positives of the global loss and never mined; unfilled
-rows (index -1) are excluded. In L_local the own-video entries are dropped from negatives.
+Co-training start and miner: CoCLR's released code (Han et al., NeurIPS 2020,
+github.com/TengdaHan/CoCLR ``main_coclr.py``, kept by the CVTCL authors' ``local_coclr.py``;
+the paper says only "the flow samples are fed to the encoder", sec. 2.4). Each part starts as
+a CoCLR run from ``--pretrain``: the trained stream's key encoder := its query encoder
+("update both q and k with q"), both queues refilled from empty. The miner is the frozen
+stream's query encoder (CoCLR's ``sampler``) in eval mode ("the sampler is always fixed"),
+applied to g^a; its outputs fill the memory it mines, and mining starts once it is full.
 
-Checkpoint keys: ``backbone.`` (RGB, the pre-trained backbone of the Method contract) and
-``flow_backbone.`` (flow) duplicate ``rgb.backbone.`` / ``flow.backbone.``.
+Memory (departure): no separate bank of all videos; the two queues are written together (row
+j of both: one clip, ``queue_index[j]`` its video), ``queue_size`` >= the training set. Each
+backbone is stored once (``backbone.``, ``flow_backbone.``; ``Method.state_aliases``).
 """
 
 from __future__ import annotations
@@ -35,9 +35,12 @@ import math
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vidssl import dist
+from vidssl.data.two_stream import GLOBAL_VIEWS
+from vidssl.losses import moco_loss
 from vidssl.losses.cvtcl import (
     indices_to_mask,
     local_loss,
@@ -48,37 +51,23 @@ from vidssl.losses.cvtcl import (
 from vidssl.methods.base import Method, check_progress
 from vidssl.methods.moco import MoCo
 from vidssl.models.backbones import create_backbone
+from vidssl.models.two_stream import TwoStreamBackbone as TwoStreamBackbone  # app.eval_data
 
 STREAMS: tuple[str, str] = ("rgb", "flow")
 VIEW_KEYS: dict[str, str] = {"rgb": "views", "flow": "flow_views"}
+NUM_SUB = 4  # sub-clips s1..s4 (sec. 2.3)
 # buffers not taken from ``init_checkpoint``: the co-training memory restarts empty
 _FRESH = ("rgb.queue", "rgb.queue_ptr", "flow.queue", "flow.queue_ptr", "queue_index", "active")
 
 
-class TwoStreamBackbone(nn.Module):
-    """Two-stream evaluation: x (N, 3 + 2, T, H, W) -> mean of the L2-normalised RGB and flow
-    features (N, D). Both backbones must have the same ``feature_dim``."""
-
-    def __init__(self, rgb: nn.Module, flow: nn.Module) -> None:
-        super().__init__()
-        if rgb.feature_dim != flow.feature_dim:
-            raise ValueError(f"feature dims differ: {rgb.feature_dim} vs {flow.feature_dim}")
-        self.rgb, self.flow = rgb, flow
-        self.feature_dim: int = rgb.feature_dim
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        f_rgb = nn.functional.normalize(self.rgb.forward_features(x[:, :3]), dim=1)
-        f_flow = nn.functional.normalize(self.flow.forward_features(x[:, 3:]), dim=1)
-        return (f_rgb + f_flow) / 2
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_features(x)
-
-
 class CVTCL(Method):
     recipe: ClassVar[str] = "two_stream_sub_clips"
-    recipe_overrides: ClassVar[dict[str, Any]] = {"num_clips": 4, "anchor_view": True}
+    recipe_overrides: ClassVar[dict[str, Any]] = {"num_clips": NUM_SUB}
     default_backbone: ClassVar[str | None] = "s3d"
+    state_aliases: ClassVar[dict[str, str]] = {
+        "rgb.backbone.": "backbone.",
+        "flow.backbone.": "flow_backbone.",
+    }
     queue_index: Tensor
     active: Tensor
 
@@ -114,14 +103,8 @@ class CVTCL(Method):
         self.stage, self.alpha, self.beta, self.topk, self.cycles = stage, alpha, beta, topk, cycles
         self.use_local, self.use_lt, self.cotrain_ltcl = use_local, use_lt, set(cotrain_ltcl)
         self.temperature = temperature
-        moco = dict(
-            temperature=temperature,
-            queue_size=queue_size,
-            momentum=momentum,
-            hidden_dim=hidden_dim,
-            out_dim=out_dim,
-            shuffle_bn=shuffle_bn,
-        )
+        moco = dict(temperature=temperature, queue_size=queue_size, momentum=momentum)
+        moco |= dict(hidden_dim=hidden_dim, out_dim=out_dim, shuffle_bn=shuffle_bn)
         self.flow_backbone = create_backbone(flow_backbone, width=flow_width, in_channels=2)
         self.rgb = MoCo(backbone, **moco)
         self.flow = MoCo(self.flow_backbone, **moco)
@@ -129,6 +112,7 @@ class CVTCL(Method):
         self.register_buffer("active", torch.zeros((), dtype=torch.long))  # 0 RGB, 1 flow
         if init_checkpoint is not None:
             self.load_init(init_checkpoint)
+            self.start_part()
 
     def load_init(self, path: str) -> None:
         """Weights of an init-stage run (``vidssl pretrain`` checkpoint, read weights_only)."""
@@ -146,21 +130,31 @@ class CVTCL(Method):
     def streams(self) -> dict[str, MoCo]:
         return {"rgb": self.rgb, "flow": self.flow}
 
-    # ---- losses
+    # ---- encoders
 
-    def encode(self, name: str, batch: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor]:
-        """Query of s1 (N, D) with grad, keys of [s1^a, s2, s3, s4] (N, 4, D), views (V, N, ...)."""
+    def views(self, name: str, batch: dict[str, Any]) -> list[Tensor]:
         views = batch[VIEW_KEYS[name]]
-        if len(views) != 5:
-            raise ValueError(f"CVTCL: batch[{VIEW_KEYS[name]!r}] must hold s1..s4 + s1^a")
-        s = self.streams()[name]
-        q = s.projector(s.backbone.forward_features(views[0]))  # (N, D)
-        n = q.shape[0]
-        stacked = torch.cat([views[4], *views[1:4]])  # 4 x (N, C, T, H, W) -> (4N, ...)
-        keys = s.keys(stacked).reshape(4, n, -1).transpose(0, 1)  # (4N, D) -> (N, 4, D)
-        return q, keys, views[0]
+        if len(views) != GLOBAL_VIEWS + NUM_SUB + 1:
+            raise ValueError(f"CVTCL: batch[{VIEW_KEYS[name]!r}] must hold g, g^a, s1..s4, s1^a")
+        return views
 
-    def ltcl(self, q: Tensor, keys: Tensor, queue: Tensor, own: Tensor) -> dict[str, Tensor]:
+    def encode_global(self, name: str, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        """Query of g (N, D) with grad and the momentum key of g^a (N, D), unit-norm."""
+        g, g_a = self.views(name, batch)[:GLOBAL_VIEWS]
+        s = self.streams()[name]
+        return s.projector(s.backbone.forward_features(g)), s.keys(g_a)
+
+    def ltcl(
+        self, name: str, batch: dict[str, Any], queue: Tensor, own: Tensor
+    ) -> dict[str, Tensor]:
+        """L_local (eq. 6) and / or L_LT (eq. 7): query s1, keys [s1^a, s2, s3, s4]."""
+        if not (self.use_local or self.use_lt):
+            return {}
+        sub = self.views(name, batch)[GLOBAL_VIEWS:]  # s1..s4, s1^a
+        s = self.streams()[name]
+        q = s.projector(s.backbone.forward_features(sub[0]))  # (N, D)
+        stacked = torch.cat([sub[NUM_SUB], *sub[1:NUM_SUB]])  # 4 x (N, ...) -> (4N, ...)
+        keys = s.keys(stacked).reshape(NUM_SUB, q.shape[0], -1).transpose(0, 1)  # (N, 4, D)
         out = {}
         if self.use_local:
             out["local"] = local_loss(q, keys, queue, self.temperature, exclude=own)
@@ -168,47 +162,61 @@ class CVTCL(Method):
             out["lt"] = local_temporal_loss(q, keys[:, 0], keys[:, 1:], self.temperature)
         return out
 
+    @torch.no_grad()
+    def mining_features(self, name: str, x: Tensor) -> Tensor:
+        """CoCLR's ``sampler``: the stream's query encoder in eval mode. x -> (N, D) unit."""
+        s = self.streams()[name]
+        modes = [(m, m.training) for m in (s.backbone, s.projector)]
+        for m, _ in modes:
+            m.eval()
+        try:
+            return F.normalize(s.projector(s.backbone.forward_features(x)), dim=1)
+        finally:
+            for m, mode in modes:
+                m.train(mode)
+
     def own_video(self, index: Tensor) -> Tensor:
         """(N,) video indices -> (N, Q) bool: queue rows holding the same video."""
         return index.to(self.queue_index.device)[:, None] == self.queue_index[None, :]
 
+    # ---- losses
+
     def init_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-        own = self.own_video(torch.as_tensor(batch["index"]))
+        index = torch.as_tensor(batch["index"])
+        own = self.own_video(index)  # (N, Q), for L_local only
         logs: dict[str, Tensor] = {}
         total, new_keys = 0.0, {}
         for name, s in self.streams().items():
-            q, keys, _ = self.encode(name, batch)
+            q, k = self.encode_global(name, batch)
             queue = s.queue.clone()  # enqueued in place below
-            nce = multi_instance_nce(q, keys[:, 0], queue, own, self.temperature)
-            parts = self.ltcl(q, keys, queue, own)
+            nce = moco_loss(q, k, queue, self.temperature)  # eq. 1, plain MoCo
+            parts = self.ltcl(name, batch, queue, own)
             total = total + self.alpha * nce + self.beta * sum(parts.values(), torch.zeros(()))
-            logs |= {
-                f"{name}_nce": nce.detach(),
-                **{f"{name}_{k}": v.detach() for k, v in parts.items()},
-            }
-            new_keys[name] = keys[:, 0]
-        self.enqueue(new_keys, torch.as_tensor(batch["index"]))
+            logs |= {f"{name}_nce": nce.detach()}
+            logs |= {f"{name}_{part}": v.detach() for part, v in parts.items()}
+            new_keys[name] = k
+        self.enqueue(new_keys, index)
         return {"loss": total, **logs}
 
     def cotrain_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         index = torch.as_tensor(batch["index"])
         trained, frozen = STREAMS[int(self.active)], STREAMS[1 - int(self.active)]
         own = self.own_video(index)  # (N, Q)
-        q, keys, _ = self.encode(trained, batch)
-        fz = self.streams()[frozen]
-        with torch.no_grad():
-            v = batch[VIEW_KEYS[frozen]]
-            z = fz.keys(torch.cat([v[0], v[4]])).chunk(2)  # mining query s1, key s1^a
-            skip = own | (self.queue_index < 0)[None, :]  # own video, unfilled rows: (N, Q)
-            mined = topk_neighbours(z[0], fz.queue, self.topk, exclude=skip)  # (N, K)
-        pos = (indices_to_mask(mined, own.shape[1]) & ~skip) | own  # (N, Q)
+        q, k = self.encode_global(trained, batch)
+        z = self.mining_features(frozen, self.views(frozen, batch)[1])  # g^a: (N, D)
+        pos = own.clone()  # own-video entries: positives of L_RF, never mined
+        full = bool((self.queue_index >= 0).all())
+        if full and self.topk > 0:
+            mined = topk_neighbours(z, self.streams()[frozen].queue, self.topk, exclude=own)
+            pos |= indices_to_mask(mined, own.shape[1])  # (N, K) -> (N, Q)
         queue = self.streams()[trained].queue.clone()
-        rf = multi_instance_nce(q, keys[:, 0], queue, pos, self.temperature)
-        parts = self.ltcl(q, keys, queue, own) if trained in self.cotrain_ltcl else {}
+        rf = multi_instance_nce(q, k, queue, pos, self.temperature)
+        parts = self.ltcl(trained, batch, queue, own) if trained in self.cotrain_ltcl else {}
         loss = self.alpha * rf + self.beta * sum(parts.values(), torch.zeros(()))
-        self.enqueue({trained: keys[:, 0], frozen: z[1]}, index)
-        logs = {f"{trained}_{k}": v.detach() for k, v in parts.items()}
-        return {"loss": loss, f"{trained}_rf": rf.detach(), "active": self.active.float(), **logs}
+        self.enqueue({trained: k, frozen: z}, index)
+        logs = {f"{trained}_{part}": v.detach() for part, v in parts.items()}
+        extra = {"active": self.active.float(), "memory_full": self.active.new_tensor(full).float()}
+        return {"loss": loss, f"{trained}_rf": rf.detach(), **extra, **logs}
 
     STAGES: ClassVar[dict[str, Any]] = {"init": init_step, "cotrain": cotrain_step}
 
@@ -229,6 +237,18 @@ class CVTCL(Method):
         for name, k in keys.items():
             self.streams()[name].enqueue(k)
 
+    @torch.no_grad()
+    def start_part(self) -> None:
+        """A co-training part starts as a CoCLR run from ``--pretrain``: the trained stream's
+        key encoder := its query encoder, both queues refilled from empty (random rows)."""
+        s = self.streams()[STREAMS[int(self.active)]]
+        s.key_backbone.load_state_dict(s.backbone.state_dict())
+        s.key_projector.load_state_dict(s.projector.state_dict())
+        for m in self.streams().values():
+            m.queue.copy_(F.normalize(torch.randn_like(m.queue), dim=1))
+            m.queue_ptr.zero_()
+        self.queue_index.fill_(-1)
+
     def trained_streams(self) -> list[str]:
         return list(STREAMS) if self.stage == "init" else [STREAMS[int(self.active)]]
 
@@ -242,6 +262,10 @@ class CVTCL(Method):
         check_progress(progress)
         for name in self.trained_streams():
             self.streams()[name].on_after_optimizer_step(progress)
+        if self.stage == "init":
+            return
         part = min(math.floor(progress * 2 * self.cycles), 2 * self.cycles - 1)
-        self.active.fill_(part % 2)  # even parts train RGB (flow mines), odd parts flow
+        if part % 2 != int(self.active):  # even parts train RGB (flow mines), odd parts flow
+            self.active.fill_(part % 2)
+            self.start_part()
         self.apply_freeze()

@@ -4,7 +4,9 @@ A checkpoint is a dict of tensors and primitive containers only, so that it load
 ``torch.load(weights_only=True)`` (no pickled code runs on load):
 
     model       method.state_dict() (backbone under "backbone.", heads, method buffers such as
-                the MoCo queue and pointer)
+                the MoCo queue and pointer); a module registered under two names is stored
+                once (``Method.state_aliases``, e.g. CVTCL's ``rgb.backbone.`` = ``backbone.``)
+                and method.load_state_dict restores the alias (older files hold both names)
     optimizer   optimizer.state_dict()
     scheduler   WarmupCosine.state_dict()
     scaler      GradScaler.state_dict()
