@@ -78,7 +78,6 @@ class TwoStreamBackbone(nn.Module):
 class CVTCL(Method):
     recipe: ClassVar[str] = "two_stream_sub_clips"
     recipe_overrides: ClassVar[dict[str, Any]] = {"num_clips": 4, "anchor_view": True}
-    default_backbone: ClassVar[str | None] = "s3d"
     queue_index: Tensor
     active: Tensor
 

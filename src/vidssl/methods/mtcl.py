@@ -49,7 +49,6 @@ KIND_GROUPS: dict[str, int] = {TEMPORAL: 0, SPATIAL: 1}
 
 class MTCL(Method):
     recipe: ClassVar[str] = "pretext_views"
-    default_backbone: ClassVar[str | None] = "r2plus1d_18"
 
     def __init__(
         self,

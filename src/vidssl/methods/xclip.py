@@ -38,7 +38,7 @@ parameters in its second stage (Sec. 4.2).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -64,7 +64,7 @@ from vidssl.text.prompts import DEFAULT_TEMPLATE
 class XCLIP(Method):
     recipe: ClassVar[str] = "clip"
     recipe_overrides: ClassVar[dict[str, Any]] = {"mean": CLIP_MEAN, "std": CLIP_STD}
-    default_backbone: ClassVar[str | None] = "vit_clip"
+    matches_text: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -155,9 +155,13 @@ class XCLIP(Method):
         """Initialise from a vidssl checkpoint's ``"model"`` state (stage 1 for stage 2)."""
         stages.load_init_checkpoint(self, path)
 
-    def train_item_filter(self, item: Any) -> bool:
-        """False for a training video of a held-out class (the engine drops it from the set)."""
-        return int(item.label) not in self.held_out
+    def train_item_filter(self) -> Callable[[Any], bool] | None:
+        """With held-out classes, a predicate that is False for a training video of one (the
+        engine drops those from the set); None without."""
+        if not self.held_out:
+            return None
+        held_out = set(self.held_out)
+        return lambda item: int(item.label) not in held_out
 
     # ------------------------------------------------------------------ class texts
     @property
