@@ -16,7 +16,7 @@ from vidssl.losses.video_text import video_text_contrastive
 from vidssl.methods.xclip import XCLIP
 from vidssl.methods.xclip_loss import language_video_loss
 from vidssl.methods.xclip_stages import load_init_checkpoint, lr_group
-from vidssl.models.clip_video import VideoTokens, vit_clip
+from vidssl.models.backbones.clip_video import VideoTokens, vit_clip
 from vidssl.models.cov_pool import AuxHead
 from vidssl.text import TEXT_ENCODERS
 

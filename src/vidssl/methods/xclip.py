@@ -1,7 +1,7 @@
 """Language-video contrastive learning with spatio-temporal auxiliary supervision (seed 004).
 
 Zhang et al. 2024 extend CLIP to video in the spirit of X-CLIP: a video ViT with message
-tokens and temporal weighted shift (``vidssl.models.clip_video``, Sec. 3.2) is trained against
+tokens and temporal weighted shift (``vidssl.models.backbones.clip_video``, Sec. 3.2) is trained against
 text embeddings of the class descriptions (Sec. 3.3) with the symmetric contrastive loss
 L_m (eqs. 15-17, ``vidssl.losses.video_text``), plus an auxiliary classifier on power-normalised
 covariance pooling of the visual tokens, L_s (Sec. 3.4, ``vidssl.models.cov_pool``):
@@ -56,7 +56,7 @@ from vidssl.methods.xclip_text import (
     class_count,
     resolve_classes,
 )
-from vidssl.models.clip_video import CLIP_MEAN, CLIP_STD
+from vidssl.models.backbones.clip_video import CLIP_MEAN, CLIP_STD
 from vidssl.models.cov_pool import AuxHead
 from vidssl.text.prompts import DEFAULT_TEMPLATE
 
