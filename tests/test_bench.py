@@ -16,8 +16,6 @@ from vidssl.app import bench, bench_cells, bench_table
 from vidssl.app.cli import main
 from vidssl.eval.stats import EvalResult
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def _result(protocol: str, label_set: str, metrics: dict[str, float], seed: int = 0) -> dict:
     return EvalResult(protocol, "1", metrics, seed=seed, label_set=label_set).to_json()
