@@ -24,7 +24,7 @@ medians over rounds are printed. Two clocks: wall time, and the process's CPU ti
 for a core: much steadier on a shared machine). "s/TFLOP" is the step time per 10^12 counted
 FLOPs and "/r3d" its ratio to R3D-18's at the same shape.
 
-Shapes: the MTCL bench row (width 0.25, batch 32, 9x32x32 clips; configs/bench/cpu.yaml),
+Shapes: the MTCL bench row (width 0.25, batch 32, 9x32x32 clips; src/vidssl/presets/bench/cpu.yaml),
 width 0.5, batch 8, 8x64x64 (benchmarks/bench_backbones.py's default), and on request full
 width (batch 4, 8x64x64).
 

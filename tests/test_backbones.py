@@ -22,14 +22,7 @@ TINY = 0.25  # width for the fast tests
 CLIP = (2, 3, 8, 32, 32)  # (N, C, T, H, W)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads; on a busy 2-core machine OpenMP
-    spin-waiting made this file ~4x slower. Restored afterwards for the other test modules."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def synthetic_state_dict(model: nn.Module) -> dict[str, Tensor]:

@@ -16,8 +16,6 @@ from vidssl.app import bench, bench_cells, bench_table
 from vidssl.app.cli import main
 from vidssl.eval.stats import EvalResult
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def _result(protocol: str, label_set: str, metrics: dict[str, float], seed: int = 0) -> dict:
     return EvalResult(protocol, "1", metrics, seed=seed, label_set=label_set).to_json()
@@ -141,7 +139,7 @@ def test_deep_merge_merges_mappings_and_replaces_the_rest() -> None:
 
 
 def _tiny(tmp_path: Path, **changes: Any) -> Path:
-    raw = yaml.safe_load((REPO / "configs/bench/tiny.yaml").read_text())
+    raw = yaml.safe_load((bench.PRESET_DIR / "tiny.yaml").read_text())
     raw.update(changes)
     path = tmp_path / "preset.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -170,7 +168,7 @@ def test_a_new_method_joins_the_table_by_name(
 
 def test_a_variant_row_trains_its_method_with_its_own_settings(tmp_path: Path) -> None:
     variant = {"method": {"name": "pretext", "tasks": ["rotation"]}}
-    overrides = yaml.safe_load((REPO / "configs/bench/tiny.yaml").read_text())["overrides"]
+    overrides = yaml.safe_load((bench.PRESET_DIR / "tiny.yaml").read_text())["overrides"]
     overrides["pretext-rotation"] = variant
     path = _tiny(tmp_path, methods=["simclr", "pretext-rotation"], overrides=overrides)
     plans = bench.plan_cells(bench.make_bench(bench.load_preset(path), tmp_path / "out"))
@@ -189,7 +187,7 @@ def test_a_variant_row_trains_its_method_with_its_own_settings(tmp_path: Path) -
 
 
 def test_per_method_overrides_apply_to_that_method_only(tmp_path: Path) -> None:
-    preset = bench.load_preset(REPO / "configs/bench/cpu.yaml")
+    preset = bench.load_preset(bench.PRESET_DIR / "cpu.yaml")
     plans = {p.cell.row: p for p in bench.plan_cells(bench.make_bench(preset, tmp_path))}
     assert plans["mtcl"].config.model.backbone == "r2plus1d_18_sta"
     assert plans["mtcl"].config.data.clip_len == 9
@@ -293,7 +291,7 @@ def _fake_child(exit_codes: list[int], ran: list[str]) -> Any:
 def test_a_killed_stage_reruns_alone_and_stage_figures_combine(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    preset = bench.load_preset(REPO / "configs/bench/tiny.yaml")
+    preset = bench.load_preset(bench.PRESET_DIR / "tiny.yaml")
     plans = bench.plan_cells(bench.make_bench(preset, tmp_path, methods=["cvtcl"]))
     plan = next(p for p in plans if p.cell.row == "cvtcl")
     plan.dir.mkdir(parents=True)
@@ -331,7 +329,7 @@ def test_a_killed_stage_reruns_alone_and_stage_figures_combine(
 def test_bad_stages_and_streams_name_the_field(
     tmp_path: Path, override: dict[str, Any], message: str
 ) -> None:
-    raw = yaml.safe_load((REPO / "configs/bench/tiny.yaml").read_text())
+    raw = yaml.safe_load((bench.PRESET_DIR / "tiny.yaml").read_text())
     raw["overrides"]["cvtcl"].update(override)
     path = _tiny(tmp_path, overrides=raw["overrides"])
     with pytest.raises(bench.BenchError, match=re.escape(message)):

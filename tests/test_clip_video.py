@@ -11,26 +11,20 @@ import torch
 from torch import Tensor, nn
 
 from vidssl.methods.xclip import XCLIP
+from vidssl.models.backbones.clip_video import VISION_ARCHS, VideoViT, vit_clip
 from vidssl.models.clip_load import TextConfig, VisionConfig, load_clip_checkpoint
-from vidssl.models.clip_text import CLIPTextEncoder, clip_text_encoder
-from vidssl.models.clip_video import VISION_ARCHS, VideoViT, vit_clip
 from vidssl.models.temporal import (
     TEMPORAL_MODULES,
     TemporalWeightedShift,
     create_temporal,
     temporal_shift,
 )
+from vidssl.text.clip_text import CLIPTextEncoder, clip_text_encoder
 
 CLASSES = ["archery", "bowling", "cooking pasta", "playing guitar"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads on the shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def clip_batch(n: int = 2, t: int = 4, size: int = 32, seed: int = 0) -> Tensor:

@@ -21,13 +21,7 @@ from vidssl.models.cov_pool import (
 scipy_linalg = pytest.importorskip("scipy.linalg", reason="scipy (dev extra) is not installed")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads on the shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_spd(n: int, d: int, seed: int = 0, cond: float = 20.0) -> torch.Tensor:

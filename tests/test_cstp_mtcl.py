@@ -24,7 +24,8 @@ from vidssl.methods.byol import BYOL
 from vidssl.methods.cstp import CONTRASTIVE, CSTP, CTR_SCALE
 from vidssl.methods.mtcl import MTCL
 from vidssl.methods.pretext import Pretext
-from vidssl.models.attention import (
+from vidssl.models.backbones import BACKBONES, create_backbone
+from vidssl.models.backbones.attention import (
     ATTENTION,
     ATTENTION_BACKBONES,
     SpatialChannelAttention,
@@ -32,7 +33,6 @@ from vidssl.models.attention import (
     r2plus1d_18_sta,
     stage_frames,
 )
-from vidssl.models.backbones import BACKBONES, create_backbone
 from vidssl.models.backbones.resnet3d import r2plus1d_18
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,13 +42,7 @@ CONFIGS = sorted((REPO / "configs").glob("cstp/*.yaml")) + sorted(
 MY_METHODS = {"cstp": CSTP, "mtcl": MTCL, "pretext": Pretext}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Any:
-    """Tiny tensors: one intra-op thread is several times faster than two on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class NoiseVideo:

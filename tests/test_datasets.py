@@ -17,8 +17,6 @@ from vidssl.data.layouts import DatasetIndex, VideoItem, unlabelled
 from vidssl.data.recipes import RECIPES
 from vidssl.data.video import VideoDecodeError
 
-VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "videos"
-
 
 class FakeSource:
     """A VideoSource whose frame t has channel 0 = item id (the file stem), channel 1 = t."""
@@ -188,19 +186,13 @@ def test_datasets_dict_builds_indexes(tmp_path):
         DATASETS["hmdb51"](root=tmp_path / "f")
 
 
-def real_videos_or_skip() -> Path:
-    if not VIDEOS.is_dir():
-        pytest.skip(f"real video fixtures not found at {VIDEOS}")
-    return VIDEOS
-
-
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
 @pytest.mark.slow
-def test_real_folder_skips_only_the_corrupt_file(caplog):
-    root = real_videos_or_skip()
+def test_real_folder_skips_only_the_corrupt_file(caplog, shared_videos):
+    root = shared_videos
     index = unlabelled(root)
     names = [Path(it.path).name for it in index.items]
     assert "corrupted.mp4" in names and "again.mkv" in names  # recursive

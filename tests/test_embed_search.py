@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import SHARED_VIDEOS as VIDEOS
 from test_extensions import write_ts
 from vidssl.app import embed as embed_cmd
 from vidssl.app.cli import main
@@ -18,7 +19,6 @@ from vidssl.eval import collection as coll
 from vidssl.eval.search import FaissSearch, TorchSearch, faiss_available
 from vidssl.eval.weights import read_weights
 
-VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "videos"
 RANDOM = ["--checkpoint", "random", "--backbone", "r3d_18", "--width", "0.125"]
 TINY = ["num_clips=2", "clip_len=4", "stride=2", "size=32", "progress=false", "amp=none"]
 

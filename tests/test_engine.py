@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +29,7 @@ from vidssl.app.train.precision import guard_bf16_conv3d
 from vidssl.app.train.schedule import WarmupCosine, cosine_lr
 from vidssl.config import Config, OptimConfig, load_config
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models run best on one thread, and two OpenMP threads thrash on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- test doubles -----------------------------------------------------------------------------

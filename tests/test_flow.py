@@ -12,19 +12,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import SHARED_VIDEOS as VIDEOS
 from vidssl.app import cli
+from vidssl.data.flow_extract import extract_flow, flow_bound, read_aligned
 from vidssl.data.sources import open_video
 from vidssl.data.storage import FrameStore, write_frames
 from vidssl.data.video import VideoReader
 from vidssl.flow import FLOW_METHODS, create_flow, to_gray
 from vidssl.flow import tvl1_torch as tv
-from vidssl.flow.extract import extract_flow, flow_bound, read_aligned
 from vidssl.flow.opencv import OpenCVUnavailableError, import_cv2
 from vidssl.flow.quantize import dequantize_flow, hflip_flow, quantize_flow
 
 cv2 = pytest.importorskip("cv2", reason="OpenCV is the optional 'flow' extra")
 
-VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "videos"
 needs_videos = pytest.mark.skipif(
     not VIDEOS.is_dir(), reason=f"shared test videos not found at {VIDEOS}"
 )

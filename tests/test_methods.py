@@ -206,7 +206,6 @@ def test_moco_queue_is_checkpointed() -> None:
 
 def test_cvrl_is_a_two_clip_cvrl_gap_consumer() -> None:
     assert CVRL.recipe == "two_clips" and CVRL.recipe_overrides == {"gap": "cvrl"}
-    assert CVRL.default_backbone == "r3d_50"
     method = CVRL(TinyBackbone(), hidden_dim=32)
     linears = [m for m in method.projector.modules() if isinstance(m, nn.Linear)]
     assert len(linears) == 4 and linears[-1].out_features == 128

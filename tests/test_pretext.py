@@ -25,14 +25,7 @@ from vidssl.losses.pretext import pretext_accuracy, pretext_contrastive, pretext
 from vidssl.methods.pretext import ClassifierHeads, Pretext
 from vidssl.models.backbones import create_backbone
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Any:
-    """Tiny tensors: one intra-op thread is several times faster than two on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # augmentation that leaves pixels alone (full-frame crop of square frames, no photometrics)
@@ -236,13 +229,8 @@ def test_stor_recipe_pair_labels_and_realised_overlap() -> None:
     assert same["pretext"]["rotation"] == same["pretext"]["rotation_pair"]
 
 
-VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "videos"
-
-
-def test_recipes_on_a_real_video() -> None:
-    path = VIDEOS / "carphone_pristine.mp4"  # 176x144, 120 frames
-    if not path.is_file():
-        pytest.skip(f"real video fixtures not found at {VIDEOS}")
+def test_recipes_on_a_real_video(shared_videos: Path) -> None:
+    path = shared_videos / "carphone_pristine.mp4"  # 176x144, 120 frames
     from vidssl.data.sources import open_video
 
     video = open_video(path)

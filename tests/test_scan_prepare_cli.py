@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import SHARED_VIDEOS as VIDEOS
 from vidssl.app.cli import main
 from vidssl.app.progress import parse_shard, shard_items
 from vidssl.data.storage import FrameStore
 from vidssl.data.video import VideoReader
 
-VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "videos"
 needs_videos = pytest.mark.skipif(
     not VIDEOS.is_dir(), reason=f"shared test videos not found at {VIDEOS}"
 )

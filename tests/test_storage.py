@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import SHARED_VIDEOS as VIDEOS
 from vidssl.data.sources import VideoSource, open_video, probe_source
 from vidssl.data.storage import FrameStore, FrameStoreWriter, write_frames
 from vidssl.data.video import VideoDecodeError, VideoReader
-
-VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "videos"
 
 
 def noise(t: int, c: int, h: int = 12, w: int = 20, seed: int = 0) -> np.ndarray:

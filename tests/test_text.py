@@ -8,18 +8,11 @@ import pytest
 import torch
 
 from vidssl.models.clip_load import TextConfig
-from vidssl.models.clip_text import CLIPTextEncoder, clip_text_encoder
 from vidssl.text import TEXT_ENCODERS, create_text_encoder
 from vidssl.text.bpe import ClipTokenizer, bytes_to_unicode, clean_text, default_merges_path
+from vidssl.text.clip_text import CLIPTextEncoder, clip_text_encoder
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads on the shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def merges_or_skip() -> ClipTokenizer:

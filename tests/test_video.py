@@ -10,6 +10,7 @@ import av
 import numpy as np
 import pytest
 
+from conftest import SHARED_VIDEOS as VIDEOS
 from vidssl.data.video import (
     VideoDecodeError,
     VideoReader,
@@ -19,7 +20,6 @@ from vidssl.data.video import (
     probe,
 )
 
-VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "videos"
 needs_videos = pytest.mark.skipif(
     not VIDEOS.is_dir(), reason=f"shared test videos not found at {VIDEOS}"
 )

@@ -16,7 +16,7 @@ from vidssl.losses.video_text import video_text_contrastive
 from vidssl.methods.xclip import XCLIP
 from vidssl.methods.xclip_loss import language_video_loss
 from vidssl.methods.xclip_stages import load_init_checkpoint, lr_group
-from vidssl.models.clip_video import VideoTokens, vit_clip
+from vidssl.models.backbones.clip_video import VideoTokens, vit_clip
 from vidssl.models.cov_pool import AuxHead
 from vidssl.text import TEXT_ENCODERS
 
@@ -116,7 +116,9 @@ def test_keep_seen_drops_held_out_rows_and_checks_labels() -> None:
     kept_x, kept, keep = method.class_table.keep_seen(x, torch.tensor([0, 1, 2, 3]))
     assert keep.tolist() == [False, False, True, True]
     assert kept.tolist() == [2, 3] and kept_x.flatten().tolist() == [2.0, 3.0]
-    assert [method.train_item_filter(type("Item", (), {"label": k})) for k in range(4)] == [
+    keep_item = method.train_item_filter()
+    assert keep_item is not None and make().train_item_filter() is None
+    assert [keep_item(type("Item", (), {"label": k})) for k in range(4)] == [
         False,
         False,
         True,

@@ -4,8 +4,10 @@
     vidssl bench --preset tiny --methods simclr,cvrl --seeds 2 --out /tmp/bench
     vidssl bench --config my_preset.yaml --finetune
     vidssl bench --preset cpu --out runs/bench-cpu --table-only   # redraw from finished cells
+    vidssl bench --list-presets                                 # the shipped presets, checked
 
-A preset (``configs/bench/<name>.yaml``) is data, so a method added later joins the table by
+A preset (``src/vidssl/presets/bench/<name>.yaml``, shipped as package data so an installed
+``vidssl`` finds it from any folder) is data, so a method added later joins the table by
 name with no change here::
 
     description: text shown above the table
@@ -81,7 +83,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import hashlib
 import json
 import os
 import shlex
@@ -89,7 +90,7 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -107,12 +108,16 @@ from vidssl.app.bench_cells import (
     train_cell,
 )
 from vidssl.app.bench_cells import read_throughput as read_throughput  # demo.py's import
+from vidssl.app.bench_plan import ROW_LABELS as ROW_LABELS
+from vidssl.app.bench_plan import Bench, Cell, CellPlan, Preset
 from vidssl.app.bench_table import cell_record, write_outputs
-from vidssl.app.bench_text import TextPlan, evaluate_text_protocols, plan_text
+from vidssl.app.bench_text import evaluate_text_protocols, plan_text
 from vidssl.config import Config, ConfigError, config_from_dict, config_to_dict
 from vidssl.eval.stats import EvalResult, to_markdown
 
-PRESET_DIR = Path(__file__).resolve().parents[3] / "configs" / "bench"
+# the shipped presets: package data (pyproject.toml [tool.setuptools.package-data]); the
+# package is installed unzipped, so the folder is a real path
+PRESET_DIR = Path(str(resources.files("vidssl") / "presets" / "bench"))
 DEFAULT_PRESET = "cpu"
 CELL_NAME = "cell.json"  # the settings of a started cell
 TRAIN_NAME = "train.json"  # a cell whose training finished
@@ -126,37 +131,14 @@ SHARED_DATA_FIELDS = ("dataset", "root", "subset", "args")
 
 RANDOM_ROW = "random"
 SUPERVISED_ROW = "supervised"
-# row kind -> label in the table's first column ("{}" = the method name)
-ROW_LABELS: dict[str, str] = {
-    "random": "random init",
-    "pretrain": "{}",
-    "supervised": "supervised (from scratch)",
-}
 # row kind -> the `vidssl` command that trains it (a kind without one is evaluated untrained)
 TRAIN_COMMANDS: dict[str, str] = {"pretrain": "pretrain", "supervised": "train-supervised"}
 
 # ---------------------------------------------------------------------------------- preset
 
 
-@dataclass
-class Preset:
-    """A parsed bench preset (see the module docstring for the YAML layout)."""
-
-    path: Path
-    description: str
-    methods: list[str]
-    seeds: int
-    threads: int
-    pretrain: dict[str, Any]
-    overrides: dict[str, dict[str, Any]]
-    supervised: dict[str, Any]
-    protocols: list[str]
-    split: int
-    eval_settings: dict[str, Any]
-
-
 def preset_path(name: str) -> Path:
-    """``configs/bench/<name>.yaml``; the error lists the presets there."""
+    """The shipped preset ``vidssl/presets/bench/<name>.yaml``; the error lists them."""
     path = PRESET_DIR / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) if PRESET_DIR.is_dir() else []
@@ -236,54 +218,6 @@ def default_threads(requested: int = 0) -> int:
 
 
 # ---------------------------------------------------------------------------------- plan
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One (row, seed) of the table; ``kind`` is a key of :data:`ROW_LABELS`."""
-
-    row: str
-    seed: int
-    kind: str
-
-    @property
-    def label(self) -> str:
-        return ROW_LABELS[self.kind].format(self.row)
-
-
-@dataclass
-class CellPlan:
-    """A cell, its folder, its resolved run config (``None``: not trained; the last stage's
-    for a staged cell), its settings, its training stages and its evaluation streams."""
-
-    cell: Cell
-    dir: Path
-    config: Config | None
-    spec: dict[str, Any]  # everything that decides the cell's numbers
-    stages: list[Stage] = field(default_factory=list)  # child runs in order ([]: not trained)
-    streams: tuple[str, ...] = ()  # evaluation streams, one table row each (): one row
-    text: TextPlan | None = None  # text protocols run after the others (None: none)
-
-    @property
-    def run_dir(self) -> Path:
-        """The run folder whose ``last.pt`` is evaluated (the last stage's)."""
-        return self.stages[-1].run_dir if self.stages else self.dir / "run"
-
-    @property
-    def spec_sha(self) -> str:
-        text = json.dumps(self.spec, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-@dataclass
-class Bench:
-    """What every cell shares: the preset (after --methods / --seeds), out folder, eval."""
-
-    preset: Preset
-    out: Path
-    protocols: list[str]
-    eval_cfg: Any  # vidssl.app.evaluate.EvalConfig
-    base: Config  # the shared budget (`pretrain` sections), types checked
 
 
 def _row_config(preset: Preset, sections: dict[str, Any], where: str) -> Config:
@@ -572,7 +506,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--preset",
         default=None,
         metavar="NAME",
-        help=f"preset in configs/bench/ (tiny: tests, cpu: the real table; default {DEFAULT_PRESET})",
+        help=f"preset shipped in vidssl/presets/bench/ (tiny: tests, cpu: the real table; "
+        f"default {DEFAULT_PRESET}; see --list-presets)",
+    )
+    which.add_argument(
+        "--list-presets",
+        action="store_true",
+        help="list the shipped presets (each one read and checked) and exit",
     )
     which.add_argument("--config", default=None, metavar="FILE", help="a preset YAML file")
     parser.add_argument(
@@ -609,7 +549,25 @@ def command_line(args: argparse.Namespace) -> str:
     return shlex.join(parts)
 
 
+def list_presets() -> int:
+    """Print every shipped preset (name, methods, seeds, file), each read and shape-checked."""
+    paths = sorted(PRESET_DIR.glob("*.yaml"))
+    if not paths:
+        print(f"vidssl bench: no presets in {PRESET_DIR}", file=sys.stderr)
+        return 2
+    try:
+        for path in paths:
+            preset = load_preset(path)
+            print(f"{path.stem}\t{len(preset.methods)} methods x {preset.seeds} seed(s)\t{path}")
+    except BenchError as err:
+        print(f"vidssl bench: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.list_presets:
+        return list_presets()
     start = time.perf_counter()
     try:
         path = Path(args.config) if args.config else preset_path(args.preset or DEFAULT_PRESET)

@@ -29,7 +29,7 @@ from vidssl.app.bench_text import TEXT_PREFIX, text_notes
 from vidssl.eval.stats import EvalResult, Table, format_percent, mean_std, to_html, to_markdown
 
 if TYPE_CHECKING:
-    from vidssl.app.bench import Bench, CellPlan
+    from vidssl.app.bench_plan import Bench, CellPlan
 
 SCHEMA = "vidssl.bench/1"  # of bench.json and of every cell's result.json
 

@@ -5,7 +5,7 @@
 
 torchvision: a plain state dict (``torch.save``) that ``torchvision.models.video``'s model of
 the same name loads with ``strict=True`` (head removed, or ``--num-classes N`` for a zero
-head; see :mod:`vidssl.models.export`). onnx: ``forward_features`` as an ONNX graph (input
+head; see :mod:`vidssl.eval.export`). onnx: ``forward_features`` as an ONNX graph (input
 ``clips`` (N, C, T, H, W), output ``features`` (N, D)); with onnxruntime installed its output
 is checked against PyTorch's (max abs difference printed; exit 1 above 1e-4).
 
@@ -52,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from vidssl.config import ConfigError
+    from vidssl.eval.export import example_clips, export_onnx, torchvision_state_dict
     from vidssl.eval.weights import read_weights
-    from vidssl.models.export import example_clips, export_onnx, torchvision_state_dict
 
     try:
         weights = read_weights(

@@ -4,7 +4,7 @@
 becomes ``DST/a/b.mp4.vfs`` and ``SRC/a/b.mp4.vfs`` becomes ``DST/a/b.mp4.vfs``, so the flow
 of a prepared RGB file sits at the same relative path under ``DST``. Frames are resized so
 that the short side is ``--short-side`` pixels before the flow is computed; flow is clipped to
-``+-bound`` and stored as 2-channel uint8 (see ``vidssl.flow.extract``). Outputs appear
+``+-bound`` and stored as 2-channel uint8 (see ``vidssl.data.flow_extract``). Outputs appear
 atomically, so a re-run skips finished files and resumes an interrupted job; failures are
 listed at the end and do not stop the other files.
 """
@@ -133,8 +133,8 @@ def _flow_fn(method: str, device: str) -> FlowFn:
 
 def flow_one(job: Job) -> str | None:
     """Compute and store the flow of ``job.src``; returns None or the cause of failure."""
+    from vidssl.data.flow_extract import extract_flow
     from vidssl.data.video import describe_exception
-    from vidssl.flow.extract import extract_flow
 
     try:
         if job.threads:

@@ -41,6 +41,7 @@ from vidssl.eval.stats import EvalResult
 
 if TYPE_CHECKING:
     from vidssl.data.datasets import VideoDataset
+    from vidssl.methods.base import Method
 
 
 @dataclass
@@ -82,11 +83,11 @@ def text_eval_config(values: dict[str, Any]) -> TextEvalConfig:
 # ---------------------------------------------------------------------------- model and data
 
 
-def load_text_method(checkpoint: str | Path) -> tuple[torch.nn.Module, Config]:
+def load_text_method(checkpoint: str | Path) -> tuple[Method, Config]:
     """The method of a ``vidssl pretrain`` checkpoint with its trained weights, in eval mode.
 
     Raises ``FileNotFoundError`` for a missing file and :class:`ConfigError` for a checkpoint
-    whose method cannot match texts (no ``zero_shot_logits``).
+    whose method cannot match texts (``Method.matches_text`` is False).
     """
     from vidssl.app.train.build import build_method
     from vidssl.app.train.checkpoint import CheckpointError, load_checkpoint
@@ -103,7 +104,7 @@ def load_text_method(checkpoint: str | Path) -> tuple[torch.nn.Module, Config]:
     cfg = config_from_dict(ckpt["config"])
     cfg.method.hparams.pop("init_checkpoint", None)  # the weights come from this file
     method = build_method(cfg)
-    if not hasattr(method, "zero_shot_logits"):
+    if not method.matches_text:
         raise ConfigError(
             "--checkpoint", f"{path}: method {cfg.method.name!r} has no text branch to match"
         )
@@ -211,7 +212,7 @@ def evaluate_text(
     if method.class_tokens.shape[0] == 0:  # trained with the dataset's class names as texts
         method.set_class_texts(data.classes)
     num_classes = method.class_tokens.shape[0]
-    held_out = list(getattr(method, "held_out", []))
+    held_out = list(method.held_out)
     classes = TEXT_PROTOCOLS[protocol](num_classes, held_out, str(checkpoint))
     if protocol == "zeroshot":  # only the held-out videos are decoded
         keep = set(classes)
@@ -220,7 +221,7 @@ def evaluate_text(
         raise ValueError(f"{checkpoint}: no {ecfg.subset!r} videos of classes {classes}")
     loader = DataLoader(data, batch_size=ecfg.batch_size, shuffle=False, num_workers=ecfg.workers)
     probs, labels = view_probabilities(method, loader, device, ecfg.progress)
-    names = getattr(method, "class_names", None) or list(data.classes)
+    names = method.class_names or list(data.classes)
     return EvalResult(
         protocol=protocol,
         split="1",

@@ -2,7 +2,7 @@
 
 Flow sources. With ``flow_root`` set, the flow of ``RGB_ROOT/a/b.mp4`` (or ``b.mp4.vfs``) is
 read from ``FLOW_ROOT/a/b.mp4.vfs`` (the tree ``vidssl flow`` writes, ``rgb_root`` names the
-RGB tree) through ``vidssl.flow.extract.read_aligned``. With ``flow_root=None`` the flow is
+RGB tree) through ``vidssl.data.flow_extract.read_aligned``. With ``flow_root=None`` the flow is
 computed on the fly from the RGB source itself (:class:`OnTheFlyFlow`, ``flow_method`` from
 ``vidssl.flow.FLOW_METHODS``, default Farneback: ~1 ms per 32x32 frame pair) and quantised
 exactly as a stored flow, so both paths share one read-back. This is how the in-memory
@@ -10,7 +10,7 @@ synthetic set gets flow without files (estimated, not analytic, flow: the same e
 real dataset would use).
 
 Alignment: flow frame ``i`` is the motion from RGB frame ``i`` to ``i + 1`` (the last frame
-repeats the flow before it, as in ``vidssl.flow.extract``). One draw of crop box and flip is
+repeats the flow before it, as in ``vidssl.data.flow_extract``). One draw of crop box and flip is
 applied to both streams; a flip mirrors the flow and negates its x component. Colour
 augmentation (jitter, grey, blur) and RGB normalisation touch the RGB stream only. Flow is
 dequantised to pixels and divided by ``flow_scale`` (default: the store's bound), then
@@ -157,7 +157,7 @@ class TwoStreamBase(RecipeBase):
         self, video: VideoSource, indices: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, float]:
         """indices ``S`` -> RGB ``(*S, H, W, 3)``, flow ``(*S, h, w, 2)`` uint8 and its bound."""
-        from vidssl.flow.extract import flow_bound, read_aligned
+        from vidssl.data.flow_extract import flow_bound, read_aligned
 
         flow = self.open_flow(video)
         try:

@@ -102,7 +102,7 @@ class Weights:
 
     def two_stream(self, rgb: Backbone) -> Backbone:
         """The flow backbone (``stream="flow"``) or RGB + flow averaged (``"both"``)."""
-        from vidssl.methods.cvtcl import TwoStreamBackbone
+        from vidssl.models.two_stream import TwoStreamBackbone
 
         if self.flow is None:
             raise ConfigError("--stream", f"{self.checkpoint} holds no flow stream (CVTCL)")

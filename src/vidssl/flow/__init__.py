@@ -1,4 +1,4 @@
-"""Optical flow for the two-stream (RGB + flow) methods: estimators, uint8 storage, extraction.
+"""Optical flow for the two-stream (RGB + flow) methods: estimators and uint8 quantisation.
 
 Every method is a ``FlowFn``: ``(prev (N, H, W) uint8, next (N, H, W) uint8) -> (N, H, W, 2)``
 float32 flow (x, y) in pixels from ``prev`` to ``next`` (``prev[y, x] ~ next[y + v, x + u]``).
@@ -9,6 +9,9 @@ created, so ``import vidssl.flow`` needs neither OpenCV nor torch.
 - ``"tvl1"``: OpenCV contrib Dual TV-L1 (what CVTCL / CoCLR used, paper ref. [31]);
 - ``"tvl1-torch"``: our batched TV-L1 in PyTorch (``vidssl.flow.tvl1_torch``), CPU or GPU;
 - ``"farneback"``: OpenCV Farneback.
+
+Extracting a video's flow into ``.vfs`` storage reads videos, so it lives in the data layer
+(``vidssl.data.flow_extract``): ``flow`` never imports ``data``.
 """
 
 from __future__ import annotations

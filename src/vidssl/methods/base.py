@@ -6,6 +6,10 @@ The engine builds ``METHODS[name](backbone, **kwargs)``, the dataset recipe
 ``forward``, the same thing, so a ``DistributedDataParallel`` wrapper works) and, after every
 optimiser step, ``on_after_optimizer_step(progress)`` with progress in [0, 1].
 The pre-trained backbone is ``method.backbone`` (state-dict prefix ``backbone.``).
+
+Everything else the engine or the evaluation reads is an optional hook declared here with a safe
+default (listed in docs/architecture.md, "Method contract"); the app never discovers hooks with
+``getattr`` / ``hasattr``. A method overrides only the hooks it needs.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import copy
 import math
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -25,11 +29,18 @@ class Method(nn.Module):
 
     recipe: ClassVar[str] = "two_clips"
     recipe_overrides: ClassVar[dict[str, Any]] = {}
-    default_backbone: ClassVar[str | None] = None  # the paper's backbone, when it names one
     # modules registered under two names, as state-dict prefixes {alias: kept}, e.g.
     # {"rgb.backbone.": "backbone."}: ``state_dict`` stores them once (under ``kept``) and
     # ``load_state_dict`` restores the alias, so files that still hold both load as well
     state_aliases: ClassVar[dict[str, str]] = {}
+    # language-supervised (class texts, zero-shot scores): True only for a method that
+    # overrides ``set_class_texts`` and ``zero_shot_logits``
+    matches_text: ClassVar[bool] = False
+    # class labels whose videos never reach the loss (zero-shot protocol), index = label
+    held_out: Sequence[int] = ()
+    # the class names of the texts the method was built with (index = label); None: the
+    # dataset's class names
+    class_names: list[str] | None = None
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
@@ -85,6 +96,43 @@ class Method(nn.Module):
         (``vidssl.app.train.build.warn_long_queues``).
         """
         return {}
+
+    def lr_multipliers(self) -> dict[str, float]:
+        """Parameter-name prefix -> learning-rate multiplier (the longest matching prefix wins, 1
+        for the rest). Default: none, every parameter at the base rate.
+
+        Read by the engine's optimiser (``vidssl.app.train.optim.apply_lr_multipliers``), e.g.
+        X-CLIP's x1000 TWS / x100 new modules over CLIP's weights.
+        """
+        return {}
+
+    def train_item_filter(self) -> Callable[[Any], bool] | None:
+        """A predicate ``item -> keep?`` over the training set's index items (``.label``,
+        ``.path``), or None (default) to train on every video.
+
+        The engine drops the rejected videos before any rank samples them (X-CLIP's zero-shot
+        protocol removes its held-out classes this way) and refuses a filter that rejects all.
+        """
+        return None
+
+    def set_class_texts(self, texts: Sequence[str]) -> None:
+        """Set one text per class (index = label); only for ``matches_text`` methods.
+
+        The engine passes the training set's class names when ``method.class_texts`` is not
+        configured; ``vidssl eval closed-set / zeroshot`` passes the test set's.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} is not language-supervised (matches_text=False): "
+            "it has no class texts to set"
+        )
+
+    def zero_shot_logits(self, x: Tensor) -> Tensor:
+        """x: (N, C, T, H, W) -> (N, K) scores against every class text; only for
+        ``matches_text`` methods (``vidssl eval closed-set / zeroshot``)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} is not language-supervised (matches_text=False): "
+            "it cannot score videos against class texts"
+        )
 
     def two_views(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
         """The two ``(N, C, T, H, W)`` views of ``batch["views"]``, validated."""

@@ -105,7 +105,6 @@ class SharedFeatures(nn.Module):
 
 class CSTP(Method):
     recipe: ClassVar[str] = "stor"
-    default_backbone: ClassVar[str | None] = "r2plus1d_18"  # CSTP's ablation backbone
 
     def __init__(
         self,

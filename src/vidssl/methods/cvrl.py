@@ -10,7 +10,7 @@ augmentation).
 
 Defaults follow CVRL's released config: a projection head of three hidden layers of 2048
 units (BN + ReLU) and a 128-d output, temperature 0.1, backbone R3D-50
-(``default_backbone``). On CPU, override the backbone with a small one, e.g. ``r3d_18`` at
+(``model.backbone: r3d_50``). On CPU, override the backbone with a small one, e.g. ``r3d_18`` at
 ``width=0.25``, and pass ``hidden_dim=256, num_layers=2``; the objective is unchanged.
 """
 
@@ -26,7 +26,6 @@ from vidssl.methods.simclr import SimCLR
 class CVRL(SimCLR):
     recipe: ClassVar[str] = "two_clips"
     recipe_overrides: ClassVar[dict[str, Any]] = {"gap": "cvrl"}
-    default_backbone: ClassVar[str | None] = "r3d_50"
 
     def __init__(
         self,

@@ -51,7 +51,6 @@ from vidssl.losses.cvtcl import (
 from vidssl.methods.base import Method, check_progress
 from vidssl.methods.moco import MoCo
 from vidssl.models.backbones import create_backbone
-from vidssl.models.two_stream import TwoStreamBackbone as TwoStreamBackbone  # app.eval_data
 
 STREAMS: tuple[str, str] = ("rgb", "flow")
 VIEW_KEYS: dict[str, str] = {"rgb": "views", "flow": "flow_views"}
@@ -63,7 +62,6 @@ _FRESH = ("rgb.queue", "rgb.queue_ptr", "flow.queue", "flow.queue_ptr", "queue_i
 class CVTCL(Method):
     recipe: ClassVar[str] = "two_stream_sub_clips"
     recipe_overrides: ClassVar[dict[str, Any]] = {"num_clips": NUM_SUB}
-    default_backbone: ClassVar[str | None] = "s3d"
     state_aliases: ClassVar[dict[str, str]] = {
         "rgb.backbone.": "backbone.",
         "flow.backbone.": "flow_backbone.",

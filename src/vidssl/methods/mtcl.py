@@ -16,7 +16,7 @@ feed
 
 Overall loss, eq. (7): ``L = L_con + λ L_task`` with λ = 10 (sec. 3.2). ``use_con=False`` drops
 L_con (MTCL Table 1's "L_task only" rows); ``tasks`` selects the single tasks and task pairs of
-Table 1. The attention variants of Table 2 are backbones (``vidssl.models.attention``:
+Table 1. The attention variants of Table 2 are backbones (``vidssl.models.backbones.attention``:
 ``r2plus1d_18_sa`` / ``_ta`` / ``_sta``); with attention off the backbone is the plain
 R(2+1)D-18.
 """
@@ -49,7 +49,6 @@ KIND_GROUPS: dict[str, int] = {TEMPORAL: 0, SPATIAL: 1}
 
 class MTCL(Method):
     recipe: ClassVar[str] = "pretext_views"
-    default_backbone: ClassVar[str | None] = "r2plus1d_18"
 
     def __init__(
         self,

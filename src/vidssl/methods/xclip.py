@@ -1,7 +1,7 @@
 """Language-video contrastive learning with spatio-temporal auxiliary supervision (seed 004).
 
 Zhang et al. 2024 extend CLIP to video in the spirit of X-CLIP: a video ViT with message
-tokens and temporal weighted shift (``vidssl.models.clip_video``, Sec. 3.2) is trained against
+tokens and temporal weighted shift (``vidssl.models.backbones.clip_video``, Sec. 3.2) is trained against
 text embeddings of the class descriptions (Sec. 3.3) with the symmetric contrastive loss
 L_m (eqs. 15-17, ``vidssl.losses.video_text``), plus an auxiliary classifier on power-normalised
 covariance pooling of the visual tokens, L_s (Sec. 3.4, ``vidssl.models.cov_pool``):
@@ -38,7 +38,7 @@ parameters in its second stage (Sec. 4.2).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -56,7 +56,7 @@ from vidssl.methods.xclip_text import (
     class_count,
     resolve_classes,
 )
-from vidssl.models.clip_video import CLIP_MEAN, CLIP_STD
+from vidssl.models.backbones.clip_video import CLIP_MEAN, CLIP_STD
 from vidssl.models.cov_pool import AuxHead
 from vidssl.text.prompts import DEFAULT_TEMPLATE
 
@@ -64,7 +64,7 @@ from vidssl.text.prompts import DEFAULT_TEMPLATE
 class XCLIP(Method):
     recipe: ClassVar[str] = "clip"
     recipe_overrides: ClassVar[dict[str, Any]] = {"mean": CLIP_MEAN, "std": CLIP_STD}
-    default_backbone: ClassVar[str | None] = "vit_clip"
+    matches_text: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -155,9 +155,13 @@ class XCLIP(Method):
         """Initialise from a vidssl checkpoint's ``"model"`` state (stage 1 for stage 2)."""
         stages.load_init_checkpoint(self, path)
 
-    def train_item_filter(self, item: Any) -> bool:
-        """False for a training video of a held-out class (the engine drops it from the set)."""
-        return int(item.label) not in self.held_out
+    def train_item_filter(self) -> Callable[[Any], bool] | None:
+        """With held-out classes, a predicate that is False for a training video of one (the
+        engine drops those from the set); None without."""
+        if not self.held_out:
+            return None
+        held_out = set(self.held_out)
+        return lambda item: int(item.label) not in held_out
 
     # ------------------------------------------------------------------ class texts
     @property

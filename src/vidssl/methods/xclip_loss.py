@@ -14,7 +14,7 @@ from torch import Tensor
 
 from vidssl import dist
 from vidssl.losses.video_text import video_text_contrastive
-from vidssl.models.clip_video import VideoTokens
+from vidssl.models.backbones.clip_video import VideoTokens
 from vidssl.models.cov_pool import AuxHead
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vidssl.models.clip_video import NEW_MODULE_KEYS
+from vidssl.models.backbones.clip_video import NEW_MODULE_KEYS
 
 LR_GROUPS = ("tws", "new", "clip")
 

@@ -2,8 +2,8 @@
 
 A residual block has the keys ``ln_1.*``, ``attn.in_proj_weight``, ``attn.in_proj_bias``,
 ``attn.out_proj.*``, ``ln_2.*``, ``mlp.c_fc.*``, ``mlp.c_proj.*``, so CLIP checkpoints load
-into it unchanged. Shared by the video ViT (``vidssl.models.clip_video``), the CLIP text
-transformer (``vidssl.models.clip_text``) and the temporal modules (``vidssl.models.temporal``).
+into it unchanged. Shared by the video ViT (``vidssl.models.backbones.clip_video``), the CLIP
+text transformer (``vidssl.text.clip_text``) and the temporal modules (``vidssl.models.temporal``).
 """
 
 from __future__ import annotations

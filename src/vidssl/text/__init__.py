@@ -1,15 +1,15 @@
 """Text encoders for the language-video model, chosen by name from ``TEXT_ENCODERS``.
 
 - ``"clip"``: CLIP's text transformer with its byte-level BPE tokenizer
-  (``vidssl.models.clip_text``, ``vidssl.text.bpe``), loaded from a user-supplied CLIP
+  (``vidssl.text.clip_text``, ``vidssl.text.bpe``), loaded from a user-supplied CLIP
   checkpoint (seed 004, Sec. 3.3);
 - ``"minilm"``: the offline all-MiniLM-L6-v2 sentence encoder (``vidssl.text.minilm``), the
   default when no CLIP file is given.
 
 Every encoder is an ``nn.Module`` with ``output_dim``, ``tokenize(texts) -> (K, L)`` int64 ids
 (0 = padding) and ``forward(tokens) -> (K, output_dim)``; ``encode(texts)`` chains the two.
-The factories import their modules on call (``vidssl.models.clip_text`` itself imports
-``vidssl.text.bpe``, so importing it here would be circular).
+The factories import their modules on call, so ``import vidssl.text`` stays light (the
+encoders pull in their models and, for MiniLM, the optional ``tokenizers`` package).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ class TextEncoder(Protocol):
 
 
 def clip(**kwargs: Any) -> nn.Module:
-    """``vidssl.models.clip_text.clip_text_encoder(checkpoint=..., config=..., merges_path=...)``."""
-    from vidssl.models.clip_text import clip_text_encoder
+    """``vidssl.text.clip_text.clip_text_encoder(checkpoint=..., config=..., merges_path=...)``."""
+    from vidssl.text.clip_text import clip_text_encoder
 
     return clip_text_encoder(**kwargs)
 

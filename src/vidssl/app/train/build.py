@@ -8,9 +8,9 @@
                where index, opener = DATASETS[data.dataset](root, subset, **data.args)
 
 ``data.recipe`` entries win over the method's ``recipe_overrides`` (e.g. ``gap: random`` for a
-CVRL ablation). A method with a ``train_item_filter(item) -> bool`` keeps only the training
-videos it accepts (X-CLIP's zero-shot protocol removes its held-out classes this way, so they
-never reach any rank). A language-supervised method (one with ``set_class_texts``, e.g. X-CLIP) gets
+CVRL ablation). A method whose ``train_item_filter()`` returns a predicate keeps only the
+training videos it accepts (X-CLIP's zero-shot protocol removes its held-out classes this way,
+so they never reach any rank). A language-supervised method (``matches_text``, e.g. X-CLIP) gets
 the dataset's class names as its class texts unless ``method.class_texts`` is given. A method
 whose negative queue (``Method.negative_queues``) is longer than the training set gets a
 logged warning naming the config field (``warn_long_queues``).
@@ -32,7 +32,7 @@ from vidssl.methods.base import Method
 log = logging.getLogger(__name__)
 
 
-def build_method(cfg: Config) -> nn.Module:
+def build_method(cfg: Config) -> Method:
     """The method of ``cfg`` around a freshly initialised backbone."""
     from vidssl.methods import METHODS
     from vidssl.models.backbones import create_backbone
@@ -56,19 +56,19 @@ def dataset_kwargs(cfg: Config) -> dict[str, Any]:
     return kwargs
 
 
-def build_dataset(cfg: Config, method: nn.Module, train: bool = True) -> Any:
+def build_dataset(cfg: Config, method: Method, train: bool = True) -> Any:
     """The ``VideoDataset`` the method trains on (its recipe, the config's data)."""
     from vidssl.data.datasets import DATASETS, VideoDataset
     from vidssl.data.layouts import DatasetIndex
     from vidssl.data.recipes import RECIPES
 
     d = cfg.data
-    recipe_kwargs = {**getattr(method, "recipe_overrides", {}), **d.recipe}
+    recipe_kwargs = {**method.recipe_overrides, **d.recipe}
     recipe = RECIPES[method.recipe](
         clip_len=d.clip_len, stride=d.stride, size=d.size, train=train, **recipe_kwargs
     )
     index, opener = DATASETS[d.dataset](**dataset_kwargs(cfg))
-    keep = getattr(method, "train_item_filter", None)
+    keep = method.train_item_filter()
     if train and keep is not None:
         items = [item for item in index.items if keep(item)]
         if not items:
@@ -117,6 +117,6 @@ def build_trainer(cfg: Config, info: dist.DistInfo | None = None) -> Trainer:
         raise ConfigError("data", f"cannot build dataset {cfg.data.dataset!r}: {err}") from err
     if info is None or info.rank == 0:
         warn_long_queues(method, len(dataset))
-    if hasattr(method, "set_class_texts") and not cfg.method.hparams.get("class_texts"):
+    if method.matches_text and not cfg.method.hparams.get("class_texts"):
         method.set_class_texts(dataset.classes)  # language-supervised: class names as texts
     return Trainer(cfg, method, dataset, info=info)

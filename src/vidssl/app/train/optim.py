@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from vidssl.config import OptimConfig
+from vidssl.methods.base import Method
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -45,7 +46,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 def apply_lr_multipliers(
     model: nn.Module, groups: list[dict[str, Any]], base_lr: float
 ) -> list[dict[str, Any]]:
-    """Split ``groups`` by the model's ``lr_multipliers()`` when it defines one.
+    """Split ``groups`` by a method's ``lr_multipliers()`` (``Method`` hook; other modules and
+    methods without multipliers keep ``groups``).
 
     ``lr_multipliers()`` maps parameter-name prefixes to learning-rate multipliers (the
     longest matching prefix wins, 1 otherwise), e.g. X-CLIP's x1000 TWS / x100 new modules
@@ -53,10 +55,10 @@ def apply_lr_multipliers(
     multiplier`` and ``lr_mult``; the schedule scales every group's own base lr, so the ratios
     hold at every step.
     """
-    multipliers = getattr(model, "lr_multipliers", None)
-    if multipliers is None:
+    multipliers = model.lr_multipliers() if isinstance(model, Method) else {}
+    if not multipliers:
         return groups
-    prefixes = sorted(multipliers().items(), key=lambda kv: -len(kv[0]))
+    prefixes = sorted(multipliers.items(), key=lambda kv: -len(kv[0]))
     of = {
         id(p): next((m for prefix, m in prefixes if name.startswith(prefix)), 1.0)
         for name, p in model.named_parameters()

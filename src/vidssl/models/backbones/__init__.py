@@ -18,8 +18,8 @@ from vidssl.models.backbones.s3d import S3D, s3d
 
 
 def vit_clip(**kw: Any) -> Backbone:
-    """CLIP-compatible video ViT (`vidssl.models.clip_video`), imported lazily: it imports `base`."""
-    from vidssl.models.clip_video import vit_clip as build
+    """CLIP-compatible video ViT (`.clip_video`), imported on first use (it is heavy)."""
+    from vidssl.models.backbones.clip_video import vit_clip as build
 
     return build(**kw)
 
@@ -35,8 +35,8 @@ BACKBONES: dict[str, Callable[..., Backbone]] = {
 
 
 def _attention_backbones() -> dict[str, Callable[..., Backbone]]:
-    """MTCL's R(2+1)D-18 with spatial/temporal attention (`vidssl.models.attention`)."""
-    from vidssl.models.attention import ATTENTION_BACKBONES
+    """MTCL's R(2+1)D-18 with spatial/temporal attention (`vidssl.models.backbones.attention`)."""
+    from vidssl.models.backbones.attention import ATTENTION_BACKBONES
 
     return ATTENTION_BACKBONES
 
