@@ -5,7 +5,8 @@
     vidssl eval linear --checkpoint random --backbone r3d_18 --width 0.25 --data synthetic \\
         --seeds 3 --out runs/random num_clips=4 data.num_videos=64
 
-Protocols: ``retrieval``, ``linear``, ``knn``, ``finetune`` or ``all``. Settings come from
+Protocols: the names of :data:`vidssl.eval.protocols.PROTOCOLS` (``all``: those that say
+``in_all``). Settings come from
 :class:`vidssl.app.evaluate.EvalConfig`: its defaults <- ``--config FILE`` (YAML: the
 EvalConfig fields, plus an optional ``data:`` mapping of dataset builder arguments) <-
 ``key=value`` overrides (``num_clips=4``, ``eval.linear_epochs=50``, ``data.num_videos=64``;
@@ -29,13 +30,9 @@ from typing import Any
 
 import yaml
 
-PROTOCOL_CHOICES_HELP = "retrieval | linear | knn | finetune | all | closed-set | zeroshot"
+from vidssl.eval.protocols import ALL, PROTOCOLS, names
 
-# text-matching protocols of language-video checkpoints -> module with run_protocol(args)
-TEXT_PROTOCOL_MODULES: dict[str, str] = {
-    "closed-set": "vidssl.app.zeroshot",
-    "zeroshot": "vidssl.app.zeroshot",
-}
+PROTOCOL_CHOICES_HELP = " | ".join([*ALL, "all", *(n for n in PROTOCOLS if n not in ALL)])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -160,7 +157,6 @@ def _print_tables(results: list[Any], title: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from vidssl import dist
     from vidssl.app.evaluate import (
-        PROTOCOL_NAMES,
         RANDOM,
         check_protocols,
         eval_config_from_dict,
@@ -168,11 +164,11 @@ def run(args: argparse.Namespace) -> int:
     )
     from vidssl.config import ConfigError
 
-    if args.protocol in TEXT_PROTOCOL_MODULES:
-        import importlib
+    if args.protocol in names("text"):  # a language-video checkpoint's own method
+        from vidssl.app.zeroshot import run_protocol
 
-        return int(importlib.import_module(TEXT_PROTOCOL_MODULES[args.protocol]).run_protocol(args))
-    protocols = list(PROTOCOL_NAMES) if args.protocol == "all" else [args.protocol]
+        return run_protocol(args)
+    protocols = list(ALL) if args.protocol == "all" else [args.protocol]
     out = args.out
     if out is None and args.checkpoint != RANDOM:
         out = str(Path(args.checkpoint).parent)
