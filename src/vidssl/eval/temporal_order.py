@@ -44,7 +44,12 @@ class TemporalOrder(Protocol):
 
 class TimeReversed(nn.Module):
     """A backbone that sees every clip played backwards: ``forward_features`` of the clip with
-    its frames in reverse order, (B, C, T, H, W) -> (B, D)."""
+    its frames in reverse order, (B, C, T, H, W) -> (B, D).
+
+    Limitation: on optical-flow input (two-stream ``--stream flow`` / ``both``) only the
+    frame order is reversed; the flow of a reversed video would also have its vectors
+    negated (and be the backward flow), so there the probe is not a pure arrow-of-time test.
+    """
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
