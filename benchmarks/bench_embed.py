@@ -5,7 +5,7 @@ A folder of ``--videos`` prepared ``.vfs`` files (JPEG frames of moving gradient
 ``--rounds``:
 
 - eval: the loader ``vidssl eval`` builds for feature extraction
-  (``vidssl.app.eval_data.multi_clip_loader`` over the ``unlabelled`` dataset of that folder)
+  (``vidssl.eval.context.multi_clip_loader`` over the ``unlabelled`` dataset of that folder)
   through ``vidssl.eval.features.extract_features``: extraction only (backbone already built);
 - embed: the whole ``vidssl embed SRC --out EMB_DIR`` command into a fresh folder (listing,
   backbone build, loader, extraction, stored parts, embeddings.npy + manifest.tsv).
@@ -30,12 +30,12 @@ import numpy as np
 import torch
 
 from vidssl.app.cli import main
-from vidssl.app.eval_config import eval_config_from_dict
-from vidssl.app.eval_data import multi_clip_loader
 from vidssl.app.train.precision import guard_bf16_conv3d, resolve_amp
 from vidssl.data.datasets import DATASETS
 from vidssl.data.storage import write_frames
+from vidssl.eval.context import multi_clip_loader
 from vidssl.eval.features import extract_features
+from vidssl.eval.protocols import eval_config_from_dict
 from vidssl.eval.weights import read_weights
 
 BACKBONE = ["--backbone", "r3d_18", "--width", "0.25"]

@@ -11,7 +11,7 @@ path) unless ``--fp32``.
 Defaults: 8x32x32 clips, stride 1, paces (1, 2), 64 px frames of 48 frames, whole-frame crops
 resized to 32 px, no colour jitter, the four translation classes (``--motions 4``, where a
 tiny 3D CNN reaches 0.91 held-out in 250 steps: tests/test_learnability.py). The benchmark's
-data settings (configs/bench/cpu.yaml, except ``upright``): ``--motions 8 --crop-scale 0.5 1.0
+data settings (src/vidssl/presets/bench/cpu.yaml, except ``upright``): ``--motions 8 --crop-scale 0.5 1.0
 --crop-ratio 0.5 2.0 --jitter 0.5 --p-gray 0.2``.
 
     python benchmarks/probe_pace.py [--stems default small] [--seeds 0 1 2] [--steps 200]

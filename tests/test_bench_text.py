@@ -14,7 +14,9 @@ import yaml
 
 from vidssl.app import bench, bench_cells, bench_table, bench_text, zeroshot
 from vidssl.app.cli import main
+from vidssl.eval.protocols import PROTOCOLS, names
 from vidssl.eval.stats import EvalResult
+from vidssl.eval.text_match import TextSettings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 TINY = bench.PRESET_DIR / "tiny.yaml"
@@ -47,8 +49,9 @@ def _plans(preset: bench.Preset, tmp_path: Path) -> dict[str, bench.CellPlan]:
 # ---------------------------------------------------------------------------------- plan
 
 
-def test_text_protocols_are_names_of_the_zeroshot_module() -> None:
-    assert set(bench_text.TEXT_PREFIX) == set(zeroshot.TEXT_PROTOCOLS)
+def test_text_protocols_are_the_registrys_text_entries() -> None:
+    assert names("text") == ("closed-set", "zeroshot")
+    assert [PROTOCOLS[n].prefix for n in names("text")] == ["closed-set ", "zero-shot "]
     assert "text_protocols" in bench_cells.HARNESS_KEYS
 
 
@@ -58,13 +61,13 @@ def test_text_plan_takes_the_presets_shared_eval_settings(tmp_path: Path) -> Non
     assert text is not None and text.protocols == ("closed-set", "zeroshot")
     settings = yaml.safe_load(TINY.read_text())["eval"]["settings"]
     # num_clips, batch_size, workers, progress from eval.settings; crops and ks: zeroshot's
-    assert text.settings == zeroshot.TextEvalConfig(
+    assert text.settings == TextSettings(
         num_clips=settings["num_clips"],
         batch_size=settings["batch_size"],
         workers=settings["workers"],
         progress=settings["progress"],
     )
-    assert text.settings.num_crops == zeroshot.TextEvalConfig().num_crops == 3
+    assert text.settings.num_crops == TextSettings().num_crops == 3
     assert plans["xclip"].spec["text"] == text.spec()
     assert "text_protocols" not in plans["xclip"].config.method.hparams
     assert plans["xclip"].config.method.hparams["held_out_classes"] == HELD_OUT
@@ -121,7 +124,7 @@ def test_text_columns_appear_only_with_results_and_notes_give_chance() -> None:
         _text_result("zeroshot", 0.5, ["c5", "c7"]),
     ]
     xclip = {**base, "row": "xclip", "label": "xclip", "results": texts}
-    protocols = ["retrieval", *bench_text.TEXT_PREFIX]
+    protocols = ["retrieval", *names("text")]
     table = bench_table.bench_table(
         bench_table.collect_rows([plain, xclip]), protocols, resources=False
     )

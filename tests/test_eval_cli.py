@@ -18,19 +18,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import vidssl.app.eval_data as eval_data
+import vidssl.eval.context as eval_data
 from vidssl.app.cli import main
-from vidssl.app.eval import parse_settings
-from vidssl.app.eval_config import EvalConfig, eval_config_from_dict
-from vidssl.app.evaluate import evaluate, load_backbone
-from vidssl.app.finetune import multi_clip_scores
+from vidssl.app.eval_settings import parse_settings
+from vidssl.app.evaluate import evaluate
 from vidssl.app.train.checkpoint import backbone_state_dict, load_checkpoint
 from vidssl.config import load_config
 from vidssl.data.synthetic import SyntheticConfig
 from vidssl.eval.features import load_features_file
+from vidssl.eval.finetune import multi_clip_scores
 from vidssl.eval.gradcam import CamExamples
+from vidssl.eval.protocols import EvalConfig, eval_config_from_dict
 from vidssl.eval.retrieval import RetrievalExamples
 from vidssl.eval.stats import format_percent, load_eval_dir, mean_std
+from vidssl.eval.weights import read_weights
 from vidssl.methods import METHODS
 from vidssl.methods.supervised import Supervised
 from vidssl.models.backbones import create_backbone
@@ -160,7 +161,8 @@ def test_first_seed_selects_the_random_init(tmp_path):
 def test_eval_pretrained_checkpoint_then_report(pretrained, monkeypatch):
     ckpt = pretrained / "last.pt"
     digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
-    backbone, key = load_backbone(str(ckpt))
+    weights = read_weights(str(ckpt))
+    backbone, key = weights.build(0), weights.key(0)
     assert key == digest
     expected = backbone_state_dict(load_checkpoint(ckpt))
     for name, value in backbone.state_dict().items():

@@ -31,9 +31,9 @@ name with no change here::
         eval_streams: [rgb, flow, both] # one row per evaluated stream
     supervised: {optim: {lr: 0.1}}      # sections merged over `pretrain` for that row
     eval:
-      protocols: [retrieval, linear]    # names in vidssl.app.evaluate.PROTOCOL_NAMES
+      protocols: [retrieval, linear]    # names in vidssl.eval.protocols.PROTOCOLS
       split: 1
-      settings: {num_clips: 5, ...}     # vidssl.app.evaluate.EvalConfig fields
+      settings: {num_clips: 5, ...}     # vidssl.eval.protocols.EvalConfig fields
 
 Rows: ``random init`` (the shared backbone untrained, as ``vidssl eval --checkpoint random``),
 one per method, and ``supervised (from scratch)`` (``vidssl train-supervised`` on the primary

@@ -15,7 +15,7 @@ going into the run config (:data:`HARNESS_KEYS`, parsed by :func:`split_override
         method: {class_texts: [...], held_out_classes: [...]}
         text_protocols: [closed-set, zeroshot]  # text matching after eval.protocols
 
-Text protocols (names in ``vidssl.app.zeroshot.TEXT_PROTOCOLS``) are run by
+Text protocols (text protocols of ``vidssl.eval.protocols.PROTOCOLS``) are run by
 :mod:`vidssl.app.bench_text`; a row cannot combine them with ``eval_streams``.
 
 Stages. Stage ``k``'s sections are merged over the method's override (itself merged over the
@@ -35,7 +35,7 @@ the trained checkpoint, ``evaluate(..., stream=name)``, and one table row (``cvt
 ``cvtcl (flow)``, ``cvtcl (rgb+flow)``) that shares the cell's training figures. The RGB
 results go to ``<run>/eval/`` (what ``vidssl report`` draws), the others to
 ``<run>/streams/<stream>/eval/``. The feature cache key includes the stream
-(``vidssl.app.eval_data.features``), so streams never share cached features.
+(``vidssl.eval.context.features``), so streams never share cached features.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def split_override(override: dict[str, Any], where: str) -> Harness:
 
     ``where`` (``"<preset>: overrides.<method>"``) prefixes the errors.
     """
-    from vidssl.app.zeroshot import TEXT_PROTOCOLS
+    from vidssl.eval.protocols import names
 
     sections = {k: v for k, v in override.items() if k not in HARNESS_KEYS}
     stages = override.get("stages", [])
@@ -150,7 +150,7 @@ def split_override(override: dict[str, Any], where: str) -> Harness:
     if not good or ("stages" in override and not stages):
         raise BenchError(f"{where}.stages: expected a non-empty list of mappings of sections")
     streams = _names(override, "eval_streams", list(STREAM_LABELS), "stream", where)
-    texts = _names(override, "text_protocols", list(TEXT_PROTOCOLS), "text protocol", where)
+    texts = _names(override, "text_protocols", list(names("text")), "text protocol", where)
     if streams and texts:  # text matching scores the video model: one row, not one per stream
         raise BenchError(f"{where}: text_protocols cannot be combined with eval_streams")
     return Harness(sections, [dict(s) for s in stages], streams, texts)

@@ -5,7 +5,7 @@ Records: :func:`cell_record` is the JSON of one finished (or failed) cell, ``res
 and :func:`collect_rows` groups such records (a multi-stream cell's by stream,
 :func:`vidssl.app.bench_cells.stream_records`) into :class:`Row` objects in table order.
 Table: :func:`bench_table` gives one column per (protocol, label set, metric) that some row
-has (:data:`TABLE_METRICS`), each cell the mean ± sample std over the row's seeds in %, then
+has (``columns`` of :data:`vidssl.eval.protocols.PROTOCOLS`), each cell the mean ± sample std over the row's seeds in %, then
 the training resources (minutes, clips/s, peak RSS). Documents: :func:`write_outputs` writes
 ``OUT/bench.md`` and ``OUT/bench.html`` (the command, the budget in words from
 :func:`budget_lines`, the machine, the table, then :data:`NOTES` and the notes of staged,
@@ -25,7 +25,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from vidssl.app.bench_cells import extra_notes, stream_records
-from vidssl.app.bench_text import TEXT_PREFIX, text_notes
+from vidssl.app.bench_text import text_notes
+from vidssl.eval.protocols import PROTOCOLS, names
 from vidssl.eval.stats import EvalResult, Table, format_percent, mean_std, to_html, to_markdown
 
 if TYPE_CHECKING:
@@ -33,20 +34,6 @@ if TYPE_CHECKING:
 
 SCHEMA = "vidssl.bench/1"  # of bench.json and of every cell's result.json
 
-# protocol -> metrics shown in the table; every label set (motion, appearance) gets a column
-TABLE_METRICS: dict[str, tuple[str, ...]] = {
-    "retrieval": ("R@1", "R@5"),
-    "linear": ("top1",),
-    "knn": ("top1",),
-    "finetune": ("top1",),
-}
-PROTOCOL_PREFIX: dict[str, str] = {
-    "retrieval": "",
-    "linear": "linear ",
-    "knn": "kNN ",
-    "finetune": "fine-tune ",
-    **TEXT_PREFIX,  # closed-set / zero-shot text matching (vidssl.app.bench_text)
-}
 METRIC_TITLES: dict[str, str] = {"top1": "top-1", "top5": "top-5"}
 
 # ---------------------------------------------------------------------------------- records
@@ -130,7 +117,7 @@ def metric_columns(rows: Sequence[Row], protocols: Sequence[str]) -> list[tuple[
     columns = []
     for protocol in protocols:
         for label_set in label_sets:
-            for metric in TABLE_METRICS.get(protocol, ("top1",)):
+            for metric in PROTOCOLS[protocol].columns if protocol in PROTOCOLS else ("top1",):
                 present = any(
                     r.protocol == protocol and r.label_set == label_set and metric in r.metrics
                     for row in rows
@@ -142,7 +129,8 @@ def metric_columns(rows: Sequence[Row], protocols: Sequence[str]) -> list[tuple[
 
 
 def _column_title(protocol: str, label_set: str, metric: str) -> str:
-    title = f"{PROTOCOL_PREFIX.get(protocol, protocol + ' ')}{METRIC_TITLES.get(metric, metric)}"
+    prefix = PROTOCOLS[protocol].prefix if protocol in PROTOCOLS else protocol + " "
+    title = f"{prefix}{METRIC_TITLES.get(metric, metric)}"
     return f"{title} {label_set}".strip()
 
 
@@ -283,7 +271,7 @@ def write_outputs(
     """``OUT/bench.md``, ``OUT/bench.html`` and ``OUT/bench.json``; ``threads``: the torch
     threads per process (shown on the machine line)."""
     rows = collect_rows(records)
-    table = bench_table(rows, [*bench.protocols, *TEXT_PREFIX])  # columns: those with results
+    table = bench_table(rows, [*bench.protocols, *names("text")])  # columns: those with results
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     facts = [f"command: `{command}`", f"preset: {bench.preset.path.name}", *budget_lines(bench)]
     facts += [f"machine: {machine_line(threads)}", f"written {stamp}"]

@@ -6,7 +6,7 @@ language-video checkpoint, after the preset's ``eval.protocols``.
         method: {class_texts: [...], held_out_classes: [turning counter-clockwise, shrinking]}
         text_protocols: [closed-set, zeroshot]
 
-Each name in ``text_protocols`` (a key of ``vidssl.app.zeroshot.TEXT_PROTOCOLS``) runs
+Each name in ``text_protocols`` (a text protocol of ``vidssl.eval.protocols.PROTOCOLS``) runs
 :func:`vidssl.app.zeroshot.evaluate_text` on the cell's evaluated checkpoint (the last
 stage's ``last.pt``), exactly as ``vidssl eval closed-set|zeroshot`` does: every test video
 (``zeroshot``: only those of the held-out classes) is scored against the class texts
@@ -16,7 +16,7 @@ report`` draws) and joins the cell's ``result.json`` with the other results, so 
 the columns ``closed-set top-1 <label set>`` and ``zero-shot top-1 <label set>`` (``–`` for
 rows without them) and the notes give each row's classes and chance level.
 
-Settings: the fields of :class:`vidssl.app.zeroshot.TextEvalConfig` that mean the same as a
+Settings: the fields of :class:`vidssl.eval.text_match.TextSettings` that mean the same as a
 field the preset's ``eval.settings`` sets (:data:`SHARED_SETTINGS`, e.g. ``num_clips``,
 ``num_crops``, ``batch_size``) are taken from there; the others keep the zeroshot defaults
 (3 crops, top-1 and top-5, as X-CLIP's Sec. 4.2). They are part of the cell's settings
@@ -33,14 +33,13 @@ from typing import TYPE_CHECKING, Any
 
 from vidssl.app.bench_cells import CHECKPOINT, BenchError
 from vidssl.config import Config, ConfigError
+from vidssl.eval.protocols import PROTOCOLS, names
 
 if TYPE_CHECKING:
-    from vidssl.app.zeroshot import TextEvalConfig
     from vidssl.eval.stats import EvalResult
+    from vidssl.eval.text_match import TextSettings
 
-# text protocol -> its column prefix in the table (keys: vidssl.app.zeroshot.TEXT_PROTOCOLS)
-TEXT_PREFIX: dict[str, str] = {"closed-set": "closed-set ", "zeroshot": "zero-shot "}
-# preset eval.settings field (vidssl.app.eval_config.EvalConfig) -> the TextEvalConfig field
+# preset eval.settings field (vidssl.eval.protocols.EvalConfig) -> the TextSettings field
 # with the same meaning
 SHARED_SETTINGS: dict[str, str] = {
     "num_clips": "num_clips",
@@ -71,7 +70,7 @@ class TextPlan:
     """The text protocols of a cell and their settings."""
 
     protocols: tuple[str, ...]
-    settings: TextEvalConfig
+    settings: TextSettings
 
     def spec(self) -> dict[str, Any]:
         """What decides the numbers, for the cell's settings."""
@@ -84,7 +83,7 @@ def plan_text(
     """The cell's :class:`TextPlan` (None without protocols). ``eval_settings`` is the
     preset's ``eval.settings``, ``config`` the evaluated run config, ``where``
     (``"<preset>: overrides.<method>"``) prefixes the errors."""
-    from vidssl.app.zeroshot import text_eval_config
+    from vidssl.eval.protocols import text_settings_from_dict
 
     if not protocols:
         return None
@@ -96,7 +95,7 @@ def plan_text(
             )
     values = {SHARED_SETTINGS[k]: v for k, v in eval_settings.items() if k in SHARED_SETTINGS}
     try:
-        settings = text_eval_config(values)
+        settings = text_settings_from_dict(values)
     except ConfigError as err:
         raise BenchError(f"{where}.text_protocols: eval.settings: {err}") from err
     return TextPlan(tuple(protocols), settings)
@@ -120,11 +119,11 @@ def text_notes(records: Sequence[dict[str, Any]]) -> str:
     rows: dict[str, list[str]] = {}
     for record in records:
         for result in record.get("results") or []:
-            if result.get("protocol") not in TEXT_PREFIX:
+            if result.get("protocol") not in names("text"):
                 continue
             info = result.get("info") or {}
             classes, chance = info.get("classes") or [], info.get("chance_top1")
-            what = f"{TEXT_PREFIX[result['protocol']].strip()} over {len(classes)} classes"
+            what = f"{PROTOCOLS[result['protocol']].prefix.strip()} over {len(classes)} classes"
             if result["protocol"] != "closed-set":
                 what += f" ({', '.join(classes)})"
             if chance is not None:

@@ -105,7 +105,7 @@ QUICK_EVAL: dict[str, Any] = {
     "num_examples": 2,
     "example_frames": 2,
 }
-PROTOCOLS = ("retrieval", "linear")
+DEMO_PROTOCOLS = ("retrieval", "linear")  # names in vidssl.eval.protocols.PROTOCOLS
 STATE_NAME = "demo.json"  # which variant (full / quick) the folder holds
 
 
@@ -170,7 +170,7 @@ def evaluate_both(
 
     data = sections["data"]
     common: dict[str, Any] = {
-        "protocols": PROTOCOLS,
+        "protocols": DEMO_PROTOCOLS,
         "dataset": data["dataset"],
         "dataset_args": dict(data["args"]),
         "split": 1,
@@ -239,7 +239,7 @@ def run_demo(out: Path, quick: bool) -> int:
         return 1
     _stage(4, "results", start)
     clips_per_s, steps_done = read_throughput(out / "metrics.jsonl")
-    table = bench_table(summary_rows(sections, trained, random), PROTOCOLS, resources=False)
+    table = bench_table(summary_rows(sections, trained, random), DEMO_PROTOCOLS, resources=False)
     text = to_markdown(table)
     rate = f", median {clips_per_s:.0f} clips/s" if clips_per_s else ""
     training = f"{steps_done} steps; this invocation trained for {train_s / 60:.1f} min{rate}"

@@ -99,21 +99,21 @@ def list_videos(
         if not paths:
             raise ConfigError("SRC", f"no video files under {src}")
         return paths, None
-    from vidssl.app.eval_data import _build, check_dataset_args
+    from vidssl.eval.splits import build_subset, check_dataset_args
 
     check_dataset_args(data, str(src), args)
     paths, opener = [], None
     for subset in [s for s in subsets.split(",") if s]:
-        built = _build(data, str(src), args, subset)
+        built = build_subset(data, str(src), args, subset)
         opener = built.opener
         paths += [it.path for it in built.index.items if it.path not in paths]
     return paths, opener
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidssl.app.eval import parse_settings
-    from vidssl.app.eval_config import eval_config_from_dict
+    from vidssl.app.eval_settings import parse_settings
     from vidssl.config import ConfigError
+    from vidssl.eval.protocols import eval_config_from_dict
     from vidssl.eval.weights import read_weights
 
     try:

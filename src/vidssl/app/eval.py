@@ -5,7 +5,8 @@
     vidssl eval linear --checkpoint random --backbone r3d_18 --width 0.25 --data synthetic \\
         --seeds 3 --out runs/random num_clips=4 data.num_videos=64
 
-Protocols: ``retrieval``, ``linear``, ``knn``, ``finetune`` or ``all``. Settings come from
+Protocols: the names of :data:`vidssl.eval.protocols.PROTOCOLS` (``all``: those that say
+``in_all``). Settings come from
 :class:`vidssl.app.evaluate.EvalConfig`: its defaults <- ``--config FILE`` (YAML: the
 EvalConfig fields, plus an optional ``data:`` mapping of dataset builder arguments) <-
 ``key=value`` overrides (``num_clips=4``, ``eval.linear_epochs=50``, ``data.num_videos=64``;
@@ -27,15 +28,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
+from vidssl.app.eval_settings import parse_settings
+from vidssl.eval.protocols import ALL, PROTOCOLS, names
 
-PROTOCOL_CHOICES_HELP = "retrieval | linear | knn | finetune | all | closed-set | zeroshot"
-
-# text-matching protocols of language-video checkpoints -> module with run_protocol(args)
-TEXT_PROTOCOL_MODULES: dict[str, str] = {
-    "closed-set": "vidssl.app.zeroshot",
-    "zeroshot": "vidssl.app.zeroshot",
-}
+PROTOCOL_CHOICES_HELP = " | ".join([*ALL, "all", *(n for n in PROTOCOLS if n not in ALL)])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,53 +98,6 @@ def allow_trailing_overrides(parser: argparse.ArgumentParser, dest: str = "overr
     parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
 
 
-def parse_settings(
-    config_file: str | None, overrides: list[str]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(EvalConfig fields, dataset builder arguments) from the YAML file and the overrides.
-
-    Raises :class:`vidssl.config.ConfigError` naming the file or the override.
-    """
-    from vidssl.config import ConfigError
-
-    fields: dict[str, Any] = {}
-    data: dict[str, Any] = {}
-    if config_file:
-        path = Path(config_file)
-        if not path.is_file():
-            raise ConfigError("--config", f"file not found: {config_file}")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError("--config", f"{config_file} is not valid YAML: {err}") from err
-        if not isinstance(raw, dict):
-            raise ConfigError("--config", f"{config_file} must hold a mapping of settings")
-        raw = dict(raw)
-        section = raw.pop("data", {}) or {}
-        if not isinstance(section, dict):
-            raise ConfigError("data", f"expected a mapping of dataset arguments in {config_file}")
-        data.update(section)
-        fields.update(raw.pop("eval", {}) or {})
-        fields.update(raw)
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(item, "expected an override of the form key=value")
-        try:
-            value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError as err:
-            raise ConfigError(key, f"cannot parse value {text!r}: {err}") from err
-        head, _, rest = key.partition(".")
-        if head == "data" and rest:
-            data[rest] = value
-        elif head == "eval" and rest:
-            fields[rest] = value
-        else:
-            fields[key] = value
-    return fields, data
-
-
 def _print_tables(results: list[Any], title: str) -> None:
     from vidssl.eval.stats import results_tables, to_markdown
 
@@ -160,7 +109,6 @@ def _print_tables(results: list[Any], title: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from vidssl import dist
     from vidssl.app.evaluate import (
-        PROTOCOL_NAMES,
         RANDOM,
         check_protocols,
         eval_config_from_dict,
@@ -168,11 +116,11 @@ def run(args: argparse.Namespace) -> int:
     )
     from vidssl.config import ConfigError
 
-    if args.protocol in TEXT_PROTOCOL_MODULES:
-        import importlib
+    if args.protocol in names("text"):  # a language-video checkpoint's own method
+        from vidssl.app.zeroshot import run_protocol
 
-        return int(importlib.import_module(TEXT_PROTOCOL_MODULES[args.protocol]).run_protocol(args))
-    protocols = list(PROTOCOL_NAMES) if args.protocol == "all" else [args.protocol]
+        return run_protocol(args)
+    protocols = list(ALL) if args.protocol == "all" else [args.protocol]
     out = args.out
     if out is None and args.checkpoint != RANDOM:
         out = str(Path(args.checkpoint).parent)

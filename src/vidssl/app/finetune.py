@@ -18,53 +18,21 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import Tensor, nn
-from torch.utils.data import DataLoader
+from torch import nn
 
-from vidssl.app.eval_data import Context, SplitData, item_labels, make_recipe, multi_clip_loader
 from vidssl.data.datasets import VideoDataset
-from vidssl.eval.linear import topk_accuracy
+from vidssl.eval.context import Context, make_recipe
+from vidssl.eval.splits import SplitData, item_labels
 from vidssl.models.backbones.base import Backbone
 
 
-@torch.no_grad()
-def multi_clip_scores(
-    model: nn.Module,
-    loader: DataLoader,
-    device: torch.device,
-    amp_dtype: torch.dtype | None,
-    label_key: str,
-    progress: bool = True,
-) -> tuple[Tensor, Tensor]:
-    """Softmax averaged over every video's K views: (N, num_classes) scores, (N,) labels.
-
-    ``model.logits(x)``: (B*K, C, T, H, W) -> (B*K, num_classes).
-    """
-    from tqdm.auto import tqdm
-
-    from vidssl.app.train.precision import autocast
-
-    model.eval()
-    scores, labels = [], []
-    for batch in tqdm(loader, desc="multi-clip test", unit="batch", disable=not progress):
-        clips = batch["clips"]  # (B, K, C, T, H, W)
-        b, k = clips.shape[:2]
-        x = clips.reshape(b * k, *clips.shape[2:]).to(device)  # -> (B*K, C, T, H, W)
-        with autocast(device, amp_dtype):
-            logits = model.logits(x)
-        probs = logits.float().softmax(dim=1).reshape(b, k, -1)  # (B*K, C) -> (B, K, C)
-        scores.append(probs.mean(dim=1).cpu())
-        labels.append(torch.as_tensor(batch[label_key]).long())
-    return torch.cat(scores), torch.cat(labels)
-
-
-def finetune(
+def train_network(
     ctx: Context, backbone: Backbone, seed: int, data: SplitData, key: str
-) -> tuple[dict[str, float], dict[str, Any], nn.Module]:
-    """Train backbone + new head on ``data.train`` with the engine, test with multi-clip softmax.
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train backbone + new head on ``data.train`` with the engine (every rank under torchrun).
 
-    Returns (metrics, info, the trained ``Supervised`` model).
+    Returns (the trained ``Supervised`` model, details of the run); the ``finetune`` protocol
+    (:mod:`vidssl.eval.finetune`) tests it.
     """
     from vidssl.app.train.checkpoint import CHECKPOINT_NAME, seed_all
     from vidssl.app.train.loop import Trainer
@@ -133,14 +101,6 @@ def finetune(
             trainer.resume(last)
         trainer.fit()
         model = trainer.method
-        metrics: dict[str, float] = {}
-        if info.rank == 0:  # testing runs once, on rank 0
-            loader = multi_clip_loader(ctx, data.test)
-            scores, labels = multi_clip_scores(
-                model, loader, trainer.device, ctx.amp_dtype, key, cfg.progress
-            )
-            acc = topk_accuracy(scores, labels, (1, 5))
-            metrics = {"top1": acc[1], "top5": acc[5]}
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -150,4 +110,4 @@ def finetune(
         "run_dir": str(run_dir) if tmp is None else None,
         "finetune": settings,
     }
-    return metrics, run_info, model
+    return model, run_info

@@ -37,6 +37,7 @@ import yaml
 
 from vidssl.eval.features import load_features_file
 from vidssl.eval.gradcam import CamExamples
+from vidssl.eval.protocols import PROTOCOLS
 from vidssl.eval.retrieval import RetrievalExamples
 from vidssl.eval.stats import EvalResult, load_eval_dir, results_tables, to_html
 from vidssl.viz import plots
@@ -44,13 +45,6 @@ from vidssl.viz import plots
 FIGURES_DIR = "report_files"
 REPORT_NAME = "report.html"
 CURVE_KEYS: tuple[str, ...] = ("loss", "lr", "clips_per_s")
-# eval protocol name -> table caption (unknown protocols are shown by name)
-PROTOCOL_TITLES: dict[str, str] = {
-    "retrieval": "Video retrieval: recall at k (test videos query the training set)",
-    "linear": "Linear probe on frozen features: top-k accuracy",
-    "knn": "kNN classifier on frozen features: top-k accuracy",
-    "finetune": "Fine-tuning: top-k accuracy",
-}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -250,7 +244,8 @@ def eval_section(run_dir: Path) -> Section:
         "k nearest neighbours (cosine similarity).</p>\n"
     )
     tables = "".join(
-        to_html(t, caption=PROTOCOL_TITLES.get(t.title, t.title)) for t in results_tables(results)
+        to_html(t, caption=PROTOCOLS[t.title].title if t.title in PROTOCOLS else t.title)
+        for t in results_tables(results)
     )
     return Section("Evaluation", intro + tables + _result_rows(results) + notes)
 

@@ -14,7 +14,7 @@ video's prediction is the mean over its K views of the softmax of the scaled cos
   / ``held_out_fraction`` of the checkpoint), scored against only the held-out classes' texts.
   Top-k is clamped to the number of held-out classes (top-5 over 2 classes is 1.0).
 
-Settings (``--config FILE`` / ``key=value``, fields of :class:`TextEvalConfig`) and dataset
+Settings (``--config FILE`` / ``key=value``, fields of :class:`vidssl.eval.text_match.TextSettings`) and dataset
 overrides (``data.num_videos=64``) as for the other ``vidssl eval`` protocols; the dataset is
 the checkpoint's training dataset (``data.dataset`` / ``data.root`` / ``data.args``).
 """
@@ -22,62 +22,20 @@ the checkpoint's training dataset (``data.dataset`` / ``data.root`` / ``data.arg
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-import typing
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import Tensor
-from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from vidssl.config import Config, ConfigError, check_type, config_from_dict
-from vidssl.eval.linear import topk_accuracy
+from vidssl.config import Config, ConfigError, config_from_dict
+from vidssl.eval.protocols import PROTOCOLS, names, text_settings_from_dict
 from vidssl.eval.stats import EvalResult
+from vidssl.eval.text_match import TextSettings, VideoTextJob, text_match_metrics  # noqa: F401
 
 if TYPE_CHECKING:
     from vidssl.data.datasets import VideoDataset
     from vidssl.methods.base import Method
-
-
-@dataclass
-class TextEvalConfig:
-    """Settings of the ``closed-set`` / ``zeroshot`` protocols."""
-
-    num_clips: int = 4  # clips uniformly spaced in time per video (4 in Sec. 4.2)
-    num_crops: int = 3  # 1 = centre crop, 3 = three crops along the long side (Sec. 4.2)
-    clip_len: int = 0  # frames per clip; 0 = the checkpoint's data.clip_len
-    stride: float = 0.0  # source frames per clip frame; 0 = the checkpoint's data.stride
-    size: int = 0  # crop side in pixels; 0 = the checkpoint's data.size
-    subset: str = "test"  # subset of the dataset that is evaluated
-    batch_size: int = 8  # videos per forward
-    workers: int = 0  # DataLoader worker processes
-    ks: tuple[int, ...] = (1, 5)  # top-k accuracies reported
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    progress: bool = True  # tqdm progress bar
-
-
-def text_eval_config(values: dict[str, Any]) -> TextEvalConfig:
-    """A checked :class:`TextEvalConfig`; :class:`ConfigError` names a bad field."""
-    hints = typing.get_type_hints(TextEvalConfig)
-    known = {f.name for f in dataclasses.fields(TextEvalConfig)}
-    checked = {}
-    for name, value in values.items():
-        if name not in known:
-            raise ConfigError(f"eval.{name}", f"unknown field; expected one of {sorted(known)}")
-        checked[name] = check_type(value, hints[name], f"eval.{name}")
-    cfg = TextEvalConfig(**checked)
-    if cfg.num_clips < 1 or cfg.batch_size < 1 or cfg.workers < 0:
-        raise ConfigError("eval", "num_clips and batch_size must be >= 1, workers >= 0")
-    if cfg.num_crops not in (1, 3):
-        raise ConfigError("eval.num_crops", f"must be 1 or 3, got {cfg.num_crops}")
-    if not cfg.ks or min(cfg.ks) < 1:
-        raise ConfigError("eval.ks", f"must list k >= 1, got {cfg.ks}")
-    return cfg
 
 
 # ---------------------------------------------------------------------------- model and data
@@ -116,7 +74,7 @@ def load_text_method(checkpoint: str | Path) -> tuple[Method, Config]:
 
 
 def _dataset(
-    cfg: Config, method: torch.nn.Module, ecfg: TextEvalConfig, extra: dict[str, Any]
+    cfg: Config, method: torch.nn.Module, ecfg: TextSettings, extra: dict[str, Any]
 ) -> VideoDataset:
     """The checkpoint's dataset, subset ``ecfg.subset``, with K-view test clips."""
     from vidssl.app.train.build import dataset_kwargs
@@ -143,47 +101,6 @@ def _dataset(
     return VideoDataset(index, recipe, seed=0, opener=opener)
 
 
-@torch.no_grad()
-def view_probabilities(
-    method: torch.nn.Module,
-    loader: DataLoader,
-    device: torch.device,
-    progress: bool = True,
-) -> tuple[Tensor, Tensor]:
-    """Per-video class probabilities averaged over views, and labels: (N, K), (N,).
-
-    Each batch's ``"clips"`` (B, V, C, T, H, W) is scored view by view with
-    ``zero_shot_logits`` (B*V, K); softmax, then the mean over the V views.
-    """
-    probs, labels = [], []
-    for batch in tqdm(loader, desc="text matching", unit="batch", disable=not progress):
-        clips = batch["clips"].to(device)
-        b, v = clips.shape[:2]
-        logits = method.zero_shot_logits(clips.flatten(0, 1))  # (B, V, ...) -> (B*V, K)
-        probs.append(logits.softmax(-1).view(b, v, -1).mean(1).cpu())  # (B*V, K) -> (B, K)
-        labels.append(batch["label"])
-    return torch.cat(probs), torch.cat(labels)
-
-
-def text_match_metrics(
-    probs: Tensor, labels: Tensor, classes: list[int], ks: tuple[int, ...]
-) -> dict[str, float]:
-    """Top-k over the class columns ``classes`` only, for the videos of those classes.
-
-    probs: (N, K) over all classes; labels: (N,). Rows whose label is not in ``classes`` are
-    dropped; the remaining labels are re-indexed to positions in ``classes``.
-    """
-    cols = torch.tensor(classes, dtype=torch.long)
-    remap = torch.full((probs.shape[1],), -1, dtype=torch.long)
-    remap[cols] = torch.arange(len(classes))
-    target = remap[labels]  # (N,) position in `classes`, -1 outside
-    keep = target >= 0
-    if not keep.any():
-        raise ValueError(f"no evaluated video belongs to the classes {classes}")
-    acc = topk_accuracy(probs[keep][:, cols], target[keep], ks)
-    return {f"top{k}": v for k, v in acc.items()}
-
-
 # ---------------------------------------------------------------------------- protocols
 
 
@@ -197,13 +114,13 @@ def save_text_result(result: EvalResult, protocol: str, out: Path) -> Path:
 def evaluate_text(
     checkpoint: str | Path,
     protocol: str,
-    ecfg: TextEvalConfig | None = None,
+    ecfg: TextSettings | None = None,
     dataset_args: dict[str, Any] | None = None,
 ) -> EvalResult:
-    """Run ``protocol`` (``"closed-set"`` or ``"zeroshot"``) on ``checkpoint``."""
-    if protocol not in TEXT_PROTOCOLS:
+    """Run ``protocol`` (a text protocol of :data:`PROTOCOLS`) on ``checkpoint``."""
+    if protocol not in names("text"):
         raise ConfigError("protocol", f"unknown text protocol {protocol!r}")
-    ecfg = ecfg or TextEvalConfig()
+    ecfg = ecfg or TextSettings()
     method, cfg = load_text_method(checkpoint)
     cuda = torch.cuda.is_available() and ecfg.device != "cpu"
     device = torch.device("cuda" if cuda else "cpu")
@@ -211,29 +128,23 @@ def evaluate_text(
     data = _dataset(cfg, method, ecfg, dict(dataset_args or {}))
     if method.class_tokens.shape[0] == 0:  # trained with the dataset's class names as texts
         method.set_class_texts(data.classes)
-    num_classes = method.class_tokens.shape[0]
     held_out = list(method.held_out)
-    classes = TEXT_PROTOCOLS[protocol](num_classes, held_out, str(checkpoint))
-    if protocol == "zeroshot":  # only the held-out videos are decoded
-        keep = set(classes)
-        data.index.items = [it for it in data.index.items if it.label in keep]
-    if not data.index.items:
-        raise ValueError(f"{checkpoint}: no {ecfg.subset!r} videos of classes {classes}")
-    loader = DataLoader(data, batch_size=ecfg.batch_size, shuffle=False, num_workers=ecfg.workers)
-    probs, labels = view_probabilities(method, loader, device, ecfg.progress)
-    names = method.class_names or list(data.classes)
+    job = VideoTextJob(method, held_out, str(checkpoint), device, data, ecfg)
+    (outcome,) = PROTOCOLS[protocol].run(job, ecfg)
+    names_ = method.class_names or list(data.classes)
+    classes = outcome.info["scored"]
     return EvalResult(
         protocol=protocol,
         split="1",
-        metrics=text_match_metrics(probs, labels, classes, ecfg.ks),
+        metrics=outcome.metrics,
         seed=0,
         label_set="motion" if cfg.data.dataset == "synthetic" else cfg.data.dataset,
         info={
             "checkpoint": str(checkpoint),
             "dataset": cfg.data.dataset,
             "subset": ecfg.subset,
-            "num_videos": int(labels.numel()),
-            "classes": [names[k] for k in classes],
+            "num_videos": outcome.info["num_videos"],
+            "classes": [names_[k] for k in classes],
             "chance_top1": 1.0 / len(classes),
             "num_clips": ecfg.num_clips,
             "num_crops": ecfg.num_crops,
@@ -242,35 +153,16 @@ def evaluate_text(
     )
 
 
-def _all_classes(num_classes: int, held_out: list[int], source: str) -> list[int]:
-    return list(range(num_classes))
-
-
-def _held_out_classes(num_classes: int, held_out: list[int], source: str) -> list[int]:
-    if not held_out:
-        raise ConfigError(
-            "--checkpoint",
-            f"{source} was trained without held-out classes; set method.held_out_classes "
-            "or method.held_out_fraction when pre-training for the zeroshot protocol",
-        )
-    return held_out
-
-
-# protocol -> (num classes, held-out labels, checkpoint) -> the class labels it scores against
-TEXT_PROTOCOLS: dict[str, Callable[[int, list[int], str], list[int]]] = {
-    "closed-set": _all_classes,
-    "zeroshot": _held_out_classes,
-}
-
-
 def run_protocol(args: argparse.Namespace) -> int:
     """``vidssl eval closed-set|zeroshot``: the arguments of ``vidssl.app.eval``."""
-    from vidssl.app.eval import parse_settings
+    from vidssl.app.eval_settings import parse_settings
     from vidssl.eval.stats import results_tables, to_markdown
 
     try:
         fields, data_args = parse_settings(args.config, list(args.overrides))
-        result = evaluate_text(args.checkpoint, args.protocol, text_eval_config(fields), data_args)
+        result = evaluate_text(
+            args.checkpoint, args.protocol, text_settings_from_dict(fields), data_args
+        )
     except (ConfigError, FileNotFoundError) as err:
         print(f"vidssl eval: {err}", file=sys.stderr)
         return 2

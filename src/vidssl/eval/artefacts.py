@@ -17,11 +17,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vidssl.app.eval_data import Context, SplitData, make_recipe
 from vidssl.data.datasets import BuiltDataset, VideoDataset
+from vidssl.eval.context import Context, make_recipe
 from vidssl.eval.features import Features, save_features
 from vidssl.eval.gradcam import CamExamples, grad_cam
 from vidssl.eval.retrieval import RetrievalExamples, topk_neighbours
+from vidssl.eval.splits import SplitData
 from vidssl.models.backbones.base import Backbone
 
 

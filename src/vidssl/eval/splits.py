@@ -1,51 +1,25 @@
-"""What an evaluation reads: the weights (checkpoint or random init), the dataset's splits
-and label sets, and the cached video-level features.
+"""The dataset side of an evaluation: splits, the train / test subsets and their label sets.
 
 Splits: datasets with official splits (UCF101, HMDB51) read split 1, 2 or 3; the in-memory
 synthetic set has none, so its split ``k`` draws the set with generator seed ``seed + k - 1``
 (three independent train/test draws); other datasets have split 1 only.
-
-Features (:mod:`vidssl.eval.features`) are cached in ``feats-<weights>-<settings hash>.pt``
-(the weights part is ``sha256-<16 hex>`` of the checkpoint file or ``random-<backbone>-
-<width>-<seed>``), in memory for the run and on disk when there is a cache folder.
 """
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import typing
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 
-from vidssl import dist
-from vidssl.app.eval_config import EvalConfig
 from vidssl.config import ConfigError, check_type, keyword_params
-from vidssl.data.datasets import DATASETS, BuiltDataset, VideoDataset
-from vidssl.data.recipes import RECIPES
-from vidssl.eval.embed import eval_recipe
-from vidssl.eval.features import (
-    Features,
-    cached_features,
-    extract_features,
-    load_features,
-    save_features,
-)
-from vidssl.eval.weights import (  # noqa: F401  (re-exported for the app)
-    DEFAULT_CLIP,
-    RANDOM,
-    CheckpointError,
-    Weights,
-    read_weights,
-)
-from vidssl.models.backbones.base import Backbone
+from vidssl.data.datasets import DATASETS, BuiltDataset
 
 SPLITS: tuple[int, ...] = (1, 2, 3)
 
@@ -115,7 +89,8 @@ def split_args(dataset: str, root: str | None, args: dict[str, Any], split: int)
     return dict(args)
 
 
-def _build(dataset: str, root: str | None, args: dict[str, Any], subset: str) -> BuiltDataset:
+def build_subset(dataset: str, root: str | None, args: dict[str, Any], subset: str) -> BuiltDataset:
+    """Subset ``subset`` of ``dataset`` (in ``root``) built with the keywords ``args``."""
     params = _builder_params(dataset)
     kwargs = dict(args)
     if "subset" in params:
@@ -150,12 +125,12 @@ EXTRA_CLASS_NAMES: dict[
 
 
 def load_split(
-    dataset: str, root: str | None, args: dict[str, Any], split: int, cfg: EvalConfig
+    dataset: str, root: str | None, args: dict[str, Any], split: int, cfg: Any
 ) -> SplitData:
     """Build the train and test subsets of ``split`` and name their label sets."""
     sargs = split_args(dataset, root, args, split)
-    train = _build(dataset, root, sargs, cfg.train_subset)
-    test = _build(dataset, root, sargs, cfg.test_subset)
+    train = build_subset(dataset, root, sargs, cfg.train_subset)
+    test = build_subset(dataset, root, sargs, cfg.test_subset)
     extras = sorted(train.index.items[0].extra) if train.index.items else []
     label_sets = {"label": PRIMARY_LABEL_SET.get(dataset, dataset), **{k: k for k in extras}}
     names_of = EXTRA_CLASS_NAMES.get(dataset)
@@ -163,121 +138,6 @@ def load_split(
     if names_of is not None:
         class_names.update(names_of(root, sargs, extras))
     return SplitData(split, sargs, train, test, label_sets, class_names)
-
-
-# ---------------------------------------------------------------------------- features
-
-
-@dataclass
-class Context:
-    """Everything the protocols of one ``evaluate`` call share."""
-
-    cfg: EvalConfig
-    dataset: str
-    root: str | None
-    weights: Weights
-    clip: dict[str, Any]  # resolved clip_len / stride / size
-    device: torch.device
-    amp_dtype: torch.dtype | None
-    cache_dir: Path | None
-    eval_dir: Path | None
-    dist_info: dist.DistInfo  # this process's rank / world (torchrun), 0 of 1 otherwise
-    memory: dict[str, Features] = field(default_factory=dict)  # in-process feature cache
-    flow_root: str | None = None  # stored flow mirroring ``root`` (two-stream evaluation)
-
-    def info(self, data: SplitData) -> dict[str, Any]:
-        """Details recorded in every result file."""
-        return {
-            "checkpoint": self.weights.checkpoint,
-            "weights_sha256": self.weights.digest or None,
-            "backbone": self.weights.backbone,
-            "width": self.weights.width,
-            "dataset": self.dataset,
-            "root": self.root,
-            "num_train": len(data.train.index),
-            "num_test": len(data.test.index),
-            "num_classes": len(data.class_names.get("label", [])),
-            "num_clips": self.cfg.num_clips,
-            "num_crops": self.cfg.num_crops,
-            **self.clip,
-        }
-
-
-def resolve_clip(cfg: EvalConfig, weights: Weights) -> dict[str, Any]:
-    """clip_len / stride / size: the EvalConfig's, else the checkpoint's, else the defaults."""
-    return weights.clip_settings(cfg.clip_len, cfg.stride, cfg.size)
-
-
-def make_recipe(ctx: Context, name: str, train: bool, **kw: Any) -> Any:
-    return RECIPES[name](
-        clip_len=ctx.clip["clip_len"],
-        stride=ctx.clip["stride"],
-        size=ctx.clip["size"],
-        train=train,
-        **kw,
-    )
-
-
-def multi_clip_loader(ctx: Context, built: BuiltDataset) -> DataLoader:
-    """Deterministic ``num_clips`` x ``num_crops`` views per video, in index order."""
-    recipe = eval_recipe(
-        ctx.weights,
-        ctx.clip,
-        ctx.cfg.num_clips,
-        ctx.cfg.num_crops,
-        flow_root=ctx.flow_root,
-        rgb_root=ctx.root,
-    )
-    dataset = VideoDataset(built.index, recipe, seed=0, opener=built.opener)
-    return DataLoader(
-        dataset,
-        batch_size=ctx.cfg.batch_size,
-        shuffle=False,
-        num_workers=ctx.cfg.workers,
-        pin_memory=ctx.device.type == "cuda",
-    )
-
-
-def features(ctx: Context, backbone: Backbone, seed: int, data: SplitData, subset: str) -> Features:
-    """Video-level features of ``subset`` ("train" / "test") of ``data``: cache, else extract."""
-    built = data.train if subset == "train" else data.test
-    settings = {
-        "checkpoint": ctx.weights.file_tag(seed),
-        "weights": ctx.weights.key(seed),
-        "backbone": ctx.weights.backbone,
-        "width": ctx.weights.width,
-        **({"stream": ctx.weights.stream} if ctx.weights.stream != "rgb" else {}),
-        "dataset": ctx.dataset,
-        "root": str(Path(ctx.root).resolve()) if ctx.root else "",
-        "args": data.args,
-        "subset": ctx.cfg.train_subset if subset == "train" else ctx.cfg.test_subset,
-        "num_videos": len(built.index),
-        "num_clips": ctx.cfg.num_clips,
-        "num_crops": ctx.cfg.num_crops,
-        "clip_norm": ctx.cfg.clip_norm,
-        "amp": str(ctx.amp_dtype),
-        **ctx.clip,
-    }
-    key = hashlib.sha256(repr(sorted(settings.items())).encode()).hexdigest()
-    if key in ctx.memory:
-        return ctx.memory[key]
-    path = cached_features(ctx.cache_dir, settings) if ctx.cache_dir is not None else None
-    if path is not None and path.is_file():
-        feats = load_features(path)
-    else:
-        feats = extract_features(
-            backbone,
-            multi_clip_loader(ctx, built),
-            ctx.device,
-            amp=ctx.amp_dtype is not None,
-            clip_norm=ctx.cfg.clip_norm,
-            desc=f"features {ctx.dataset} split {data.split} {subset}",
-            progress=ctx.cfg.progress,
-        )
-        if path is not None:
-            save_features(path, feats, data.class_names)
-    ctx.memory[key] = feats
-    return feats
 
 
 def item_labels(built: BuiltDataset, key: str) -> Tensor:
