@@ -20,8 +20,9 @@ train/test part as ``subset``; the rest are dataset-specific keywords.
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -113,12 +114,16 @@ class VideoDataset(Dataset):
         finally:
             source.close()
 
-    def _candidates(self, i: int) -> list[int]:
-        """``i`` then up to ``max_retries`` replacements, in a fixed order per (seed, epoch, i)."""
+    def _candidates(self, i: int) -> Iterator[int]:
+        """``i`` then up to ``max_retries`` replacements, in a fixed order per (seed, epoch, i).
+
+        Lazy: the replacement order (a permutation of every item) is drawn only after ``i``
+        failed, so a readable item costs no permutation.
+        """
+        yield i
         n = len(self.index.items)
         order = np.random.default_rng([self.seed, self.epoch, i, 1]).permutation(n)
-        others = [int(j) for j in order if j != i][: self.max_retries]
-        return [i, *others]
+        yield from itertools.islice((int(j) for j in order if j != i), self.max_retries)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         n = len(self.index.items)
@@ -175,9 +180,13 @@ def build_synthetic(
     test_fraction: float = 0.25,
     seed: int = 0,
     upright: bool = False,
+    cache: bool = True,
 ) -> BuiltDataset:
     """The built-in synthetic set: in memory, or read from ``root`` written by ``vidssl synth``.
     ``upright``: light from above (``SyntheticConfig.upright``), so that rotations are visible.
+    ``cache``: render every video once per run into a shared uint8 frame cache
+    (:class:`vidssl.data.synthetic_cache.CachedSyntheticOpener`; same frames, bitwise) instead
+    of rendering the frames of every clip on request.
 
     Defaults match the CPU training defaults (64 px frames for the 64 px crops).
     """
@@ -187,6 +196,7 @@ def build_synthetic(
         load_synthetic,
         synthetic_index,
     )
+    from vidssl.data.synthetic_cache import CachedSyntheticOpener
 
     if root:
         return BuiltDataset(load_synthetic(root, subset), None)
@@ -200,7 +210,8 @@ def build_synthetic(
         seed=seed,
         upright=upright,
     )
-    return BuiltDataset(synthetic_index(cfg, subset), SyntheticOpener(cfg))
+    opener = CachedSyntheticOpener(cfg) if cache else SyntheticOpener(cfg)
+    return BuiltDataset(synthetic_index(cfg, subset), opener)
 
 
 def _sub(root: str | Path, subset: str | None) -> Path:

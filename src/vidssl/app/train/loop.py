@@ -52,6 +52,7 @@ from vidssl.app.train.precision import (
 )
 from vidssl.app.train.schedule import WarmupCosine
 from vidssl.app.train.sync_bn import convert_sync_batchnorm
+from vidssl.app.train.threads import auto_threads, torch_threads
 from vidssl.config import Config, ConfigError, config_changes, config_to_dict, save_config
 
 
@@ -185,11 +186,13 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.out_dir / "config.yaml")
         self.logger = RunLogger(self.out_dir, self.rank == 0, self.total_steps, self.progress.step)
+        threads = auto_threads(self.cfg.train.threads, self.cfg.data.workers)
         try:
-            while self.progress.step < self.total_steps:
-                self._run_epoch()
-            if self.saved_step != self.progress.step:
-                self.save()
+            with torch_threads(threads):
+                while self.progress.step < self.total_steps:
+                    self._run_epoch()
+                if self.saved_step != self.progress.step:
+                    self.save()
         finally:
             self.logger.close()
         return self.progress
