@@ -11,9 +11,11 @@ import torch
 from vidssl.app.train.data import ResumableSampler, make_loader
 from vidssl.app.train.threads import auto_threads, torch_threads
 from vidssl.data import synthetic as SY
+from vidssl.data.batch_augment import DeferredAugment
 from vidssl.data.datasets import DATASETS, VideoDataset
 from vidssl.data.recipes import RECIPES
 from vidssl.data.synthetic_cache import CachedSyntheticOpener
+from vidssl.data.transforms import ClipAugment
 
 
 def _cfg(upright: bool = True) -> SY.SyntheticConfig:
@@ -103,3 +105,57 @@ def test_auto_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     with torch_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+# --- batched photometric augmentation ----------------------------------------------------------
+
+
+def _augment() -> ClipAugment:
+    return ClipAugment(size=16, p_flip=0.5, p_gray=0.3, p_blur=0.5, jitter_strength=1.0)
+
+
+def test_batched_augmentation_equals_the_per_clip_reference() -> None:
+    aug = _augment()
+    gen = np.random.default_rng(0)
+    clips = [gen.integers(0, 256, size=(4, 20, 24, 3), dtype=np.uint8) for _ in range(24)]
+    reference = [aug(clip, np.random.default_rng(i)) for i, clip in enumerate(clips)]
+    deferred = DeferredAugment(aug)
+    outs = [deferred(clip, np.random.default_rng(i)) for i, clip in enumerate(clips)]
+    draws = [d for _, d, _ in deferred.pending]
+    deferred.finish()
+    # every branch is exercised: flips, jitter in several op orders, grayscale, blur
+    assert {d.flip for d in draws} == {True, False} and {d.blur for d in draws} == {True, False}
+    assert any(d.gray for d in draws) and len({tuple(d.order) for d in draws if d.jitter}) > 3
+    for out, ref in zip(outs, reference, strict=True):
+        assert out.shape == ref.shape == (3, 4, 16, 16)
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+
+
+def test_batched_augmentation_is_temporally_consistent() -> None:
+    frame = np.random.default_rng(1).integers(0, 256, size=(1, 20, 24, 3), dtype=np.uint8)
+    clip = np.repeat(frame, 5, axis=0)  # 5 identical frames
+    deferred = DeferredAugment(_augment())
+    outs = [deferred(clip, np.random.default_rng(i)) for i in range(12)]
+    deferred.finish()
+    for out in outs:  # (C, T, h, w): every frame got the same draw
+        for t in range(1, 5):
+            assert torch.equal(out[:, t], out[:, 0])
+
+
+def test_batched_fetch_matches_items_and_leaves_other_recipes_alone() -> None:
+    cfg = _cfg()
+    index, opener = SY.synthetic_index(cfg), CachedSyntheticOpener(cfg)
+    two = RECIPES["two_clips"](clip_len=4, size=16, p_blur=0.5)
+    ds = VideoDataset(index, two, seed=5, opener=opener)
+    batch = ds.__getitems__([4, 0, 7])
+    assert ds.recipe.augment.__class__ is ClipAugment  # restored after the batch
+    again = ds.__getitems__([4, 0, 7])
+    for i, b, b2 in zip([4, 0, 7], batch, again, strict=True):
+        single = ds[i]
+        for k in range(2):
+            assert torch.equal(b["views"][k], b2["views"][k])  # same seed: bitwise
+            torch.testing.assert_close(b["views"][k], single["views"][k], rtol=0, atol=1e-5)
+    pretext = RECIPES["pretext"](clip_len=4, size=16, tasks=("rotation",))
+    ds = VideoDataset(index, pretext, seed=5, opener=opener)
+    for b, i in zip(ds.__getitems__([1, 2]), [1, 2], strict=True):
+        assert torch.equal(b["video"], ds[i]["video"])  # not deferred: per clip, unchanged

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 from torch.utils.data import Dataset
 
+from vidssl.data.batch_augment import deferred_augmentation
 from vidssl.data.layouts import DatasetIndex, class_folders, hmdb51, kinetics, ucf101, unlabelled
 from vidssl.data.recipes import ClipRecipe
 
@@ -151,6 +152,13 @@ class VideoDataset(Dataset):
             f"VideoDataset: {len(errors)} consecutive unreadable videos while building sample {i} "
             f"(epoch {self.epoch}); is the dataset readable? Errors:\n  {shown}"
         )
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
+        """The samples of one batch (the DataLoader's batched fetch): ``[self[i] for i in
+        indices]``, with the recipe's photometric augmentation applied to all of them at once
+        where the recipe allows it (``vidssl.data.batch_augment``)."""
+        with deferred_augmentation(self.recipe):
+            return [self[i] for i in indices]
 
     def _record_failure(self, path: str, exc: BaseException) -> None:
         self.skipped_count += 1

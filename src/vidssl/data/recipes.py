@@ -18,7 +18,7 @@ are deterministic (centre / uniform) and crops are centre crops of the short sid
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
@@ -38,6 +38,8 @@ __all__ = ["RECIPES", "ClipRecipe", "RecipeBase", "Sample"]
 @dataclass
 class Clip(RecipeBase):
     """One clip: ``{"video": (C, T, H, W)}``. Random clip when training, else the centre clip."""
+
+    final_views: ClassVar[bool] = True
 
     def __call__(self, video: VideoSource, rng: np.random.Generator) -> Sample:
         stride = self.stride_for(video)
@@ -90,6 +92,8 @@ class TwoClips(RecipeBase):
     ``c_ratio``); ``same_clip=True`` takes both views from one clip (SimCLR-style image pairs).
     """
 
+    final_views: ClassVar[bool] = True
+
     gap: str = "random"
     c_ratio: float = 1.0
     same_clip: bool = False
@@ -125,6 +129,8 @@ class SubClips(RecipeBase):
     view of the first sub-clip is appended (CVTCL's ``s_1^a``), so ``views`` has
     ``num_clips + 1`` entries.
     """
+
+    final_views: ClassVar[bool] = True
 
     num_clips: int = 4
     window: int | None = None
