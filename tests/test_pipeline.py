@@ -59,7 +59,9 @@ def test_pickled_opener_starts_with_an_empty_cache() -> None:
 def _batches(opener, workers: int, epochs: int = 2) -> list[dict]:
     cfg = _cfg()
     index = SY.synthetic_index(cfg)
-    recipe = RECIPES["two_clips"](clip_len=4, stride=1.0, size=16, jitter_strength=0.5)
+    recipe = RECIPES["two_clips"](
+        clip_len=4, stride=1.0, size=16, jitter_strength=0.5, batch_augment=True
+    )
     dataset = VideoDataset(index, recipe, seed=3, opener=opener)
     out = []
     for epoch in range(epochs):
@@ -145,7 +147,7 @@ def test_batched_augmentation_is_temporally_consistent() -> None:
 def test_batched_fetch_matches_items_and_leaves_other_recipes_alone() -> None:
     cfg = _cfg()
     index, opener = SY.synthetic_index(cfg), CachedSyntheticOpener(cfg)
-    two = RECIPES["two_clips"](clip_len=4, size=16, p_blur=0.5)
+    two = RECIPES["two_clips"](clip_len=4, size=16, p_blur=0.5, batch_augment=True)
     ds = VideoDataset(index, two, seed=5, opener=opener)
     batch = ds.__getitems__([4, 0, 7])
     assert ds.recipe.augment.__class__ is ClipAugment  # restored after the batch

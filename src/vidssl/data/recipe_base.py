@@ -44,7 +44,9 @@ class RecipeBase:
         short: how short videos are padded, a key of ``samplers.SHORT_VIDEO_MODES``.
         batch_augment: in a DataLoader's batched fetch, apply the photometric augmentation
             to all clips of the batch at once (``vidssl.data.batch_augment``; same draws, same
-            values up to float rounding); only recipes with ``final_views`` use it.
+            values up to float rounding); only recipes with ``final_views`` use it. Off by
+            default: on 8 x 32 x 32 clips it cost more CPU per clip than the per-clip path
+            (docs/performance.md).
 
     ``final_views`` (class attribute): True for recipes that return their augmented clips
     unchanged as the sample's views, so that the augmentation may finish after the recipe
@@ -69,7 +71,7 @@ class RecipeBase:
     mean: Sequence[float] = KINETICS_MEAN
     std: Sequence[float] = KINETICS_STD
     short: str = "loop"
-    batch_augment: bool = True
+    batch_augment: bool = False
 
     def __post_init__(self) -> None:
         if self.clip_len < 1:
