@@ -64,7 +64,7 @@ def _rate_over(records: list[dict[str, Any]], clips_per_step: int) -> float:
     return clips_per_step * len(records) / seconds
 
 
-def _fit(cfg: Config, dataset: Any, steps: int, **kwargs: Any) -> list[dict[str, Any]]:
+def fit_records(cfg: Config, dataset: Any, steps: int, **kwargs: Any) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as out:
         cfg = replace(cfg, train=replace(cfg.train, out_dir=out, max_steps=steps, log_every=1))
         seed_all(cfg.train.seed)
@@ -78,7 +78,7 @@ def step_rate(cfg: Config, batch: dict[str, Any], steps: int) -> float:
     """Steady-state clips/s of ``Trainer.fit`` on one fixed batch (first 3 steps dropped)."""
     b = cfg.data.batch_size
     fixed = replace(cfg, data=replace(cfg.data, workers=0))
-    records = _fit(fixed, BatchList(b * (steps + 3)), steps + 3, collate_fn=lambda _: batch)
+    records = fit_records(fixed, BatchList(b * (steps + 3)), steps + 3, collate_fn=lambda _: batch)
     return _rate_over(records[3:], count_clips(batch))
 
 
@@ -116,7 +116,7 @@ def pipeline_rates(cfg: Config, steps: int) -> Rates:
     with torch_threads(threads):
         cold, warm, batch, per_epoch = loader_rates(cfg)
         step = step_rate(cfg, batch, steps)
-        records = _fit(cfg, None, per_epoch + max(steps, per_epoch))
+        records = fit_records(cfg, None, per_epoch + max(steps, per_epoch))
         warm_records = [r for r in records if r["epoch"] >= 1]
         e2e = _rate_over(warm_records, count_clips(batch))
     return Rates(step, warm, cold, e2e, threads)
