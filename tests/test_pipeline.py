@@ -161,3 +161,42 @@ def test_batched_fetch_matches_items_and_leaves_other_recipes_alone() -> None:
     ds = VideoDataset(index, pretext, seed=5, opener=opener)
     for b, i in zip(ds.__getitems__([1, 2]), [1, 2], strict=True):
         assert torch.equal(b["video"], ds[i]["video"])  # not deferred: per clip, unchanged
+
+
+# --- one loader for the whole run ----------------------------------------------------------------
+
+
+def test_epoch_batches_are_the_per_epoch_loaders_batches() -> None:
+    from vidssl.app.train.data import EpochBatches
+
+    cfg = _cfg()
+    recipe = RECIPES["two_clips"](clip_len=4, stride=1.0, size=16)
+    dataset = VideoDataset(SY.synthetic_index(cfg), recipe, seed=2, opener=SY.SyntheticOpener(cfg))
+    n, b, per_epoch = len(dataset), 2, 3  # 9 videos: 4 batches of 2, 3 of them trained on
+    for start_epoch, start_batch in ((0, 0), (1, 2)):  # a fresh run and a resume mid-epoch
+        stream = iter(
+            EpochBatches(
+                dataset,
+                1,
+                0,
+                seed=2,
+                batch_size=b,
+                batches_per_epoch=per_epoch,
+                epoch=start_epoch,
+                start_batch=start_batch,
+            )
+        )
+        for epoch in range(start_epoch, start_epoch + 3):
+            sampler = ResumableSampler(dataset, 1, 0, shuffle=True, seed=2, drop_last=True)
+            sampler.set_epoch(epoch)
+            first = start_batch if epoch == start_epoch else 0
+            sampler.start = first * b
+            order = list(sampler)
+            for k in range(per_epoch - first):
+                assert next(stream) == [(epoch, i) for i in order[k * b : (k + 1) * b]]
+    assert n == 9
+    dataset.set_epoch(3)
+    a, key = dataset[4], dataset[(3, 4)]
+    dataset.set_epoch(0)
+    assert torch.equal(a["views"][0], key["views"][0]) and key["index"] == 4
+    assert not torch.equal(dataset[4]["views"][0], key["views"][0])

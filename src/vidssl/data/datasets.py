@@ -115,7 +115,7 @@ class VideoDataset(Dataset):
         finally:
             source.close()
 
-    def _candidates(self, i: int) -> Iterator[int]:
+    def _candidates(self, i: int, epoch: int) -> Iterator[int]:
         """``i`` then up to ``max_retries`` replacements, in a fixed order per (seed, epoch, i).
 
         Lazy: the replacement order (a permutation of every item) is drawn only after ``i``
@@ -123,18 +123,21 @@ class VideoDataset(Dataset):
         """
         yield i
         n = len(self.index.items)
-        order = np.random.default_rng([self.seed, self.epoch, i, 1]).permutation(n)
+        order = np.random.default_rng([self.seed, epoch, i, 1]).permutation(n)
         yield from itertools.islice((int(j) for j in order if j != i), self.max_retries)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """Sample ``i`` of the epoch set by :meth:`set_epoch`, or of ``epoch`` for a key
+        ``(epoch, i)`` (a loader that lives across epochs passes the epoch this way)."""
+        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
         n = len(self.index.items)
         if not -n <= i < n:
             raise IndexError(f"index {i} out of range for a dataset of {n} videos")
         i = int(i) % n
         decode_error = _decode_error_type()
         errors: list[str] = []
-        for attempt, j in enumerate(self._candidates(i)):
-            rng = np.random.default_rng([self.seed, self.epoch, i, attempt])
+        for attempt, j in enumerate(self._candidates(i, epoch)):
+            rng = np.random.default_rng([self.seed, epoch, i, attempt])
             try:
                 sample = self._load(j, rng)
             except decode_error as exc:
@@ -150,10 +153,10 @@ class VideoDataset(Dataset):
         shown = "\n  ".join(errors[:5]) + ("\n  ..." if len(errors) > 5 else "")
         raise RuntimeError(
             f"VideoDataset: {len(errors)} consecutive unreadable videos while building sample {i} "
-            f"(epoch {self.epoch}); is the dataset readable? Errors:\n  {shown}"
+            f"(epoch {epoch}); is the dataset readable? Errors:\n  {shown}"
         )
 
-    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
+    def __getitems__(self, indices: list[int] | list[tuple[int, int]]) -> list[dict[str, Any]]:
         """The samples of one batch (the DataLoader's batched fetch): ``[self[i] for i in
         indices]``, with the recipe's photometric augmentation applied to all of them at once
         where the recipe allows it (``vidssl.data.batch_augment``)."""
