@@ -10,13 +10,17 @@ Three measurements, all in one process so they share the machine's state:
 2. Achieved conv GFLOP/s of both (conv FLOPs of one step counted with ``FlopCounterMode``)
    next to a 3x3x3 Conv3d forward microbenchmark: fp32, fp32 channels_last_3d, bf16
    channels_last_3d (the peak the training step could reach).
-3. Data loader vs model for a config (default: the one ``make demo`` pre-trains with,
-   ``vidssl.app.demo.DEMO_CONFIG``): clips/s of the DataLoader the Trainer builds (same
-   workers / batch) against clips/s of the Trainer's step on that config. Target >= 3x.
+3. Input pipeline vs model, for ``make demo``'s config and the CPU bench table's SimCLR row,
+   SimCLR on ``r2plus1d_18`` and the MTCL row (``r2plus1d_18_sta``, 9-frame clips), all with
+   the trainer's thread count: step-only, loader-only and end-to-end (a real short run
+   through ``Trainer.fit``) clips/s and their ratios (see ``pipeline_rates.py``). Targets:
+   end to end >= 75 % of step-only (demo, bench SimCLR); loader >= 5x the step per loader core.
 
-    .venv/bin/python benchmarks/bench_train.py [--config configs/simclr.yaml] [--steps 6]
+    PYTHONPATH=src python benchmarks/bench_train.py [--steps 6] [--only-pipeline]
+        [--configs demo bench-simclr bench-simclr-r2plus1d bench-mtcl] [--repeats 3]
 
-Figures on a shared machine are noisy; each timing is the best of a few repeats.
+Figures on a shared machine are noisy; parts 1-2 take the best of a few repeats, part 3 the
+median of ``--repeats`` interleaved repeats.
 """
 
 from __future__ import annotations

@@ -5,11 +5,12 @@ once) and the config's ``data.workers``:
 
 - step only: ``Trainer.fit`` on one fixed collated batch, handed over by ``collate_fn``, so
   the loader costs nothing; steady state over the last ``steps`` steps;
-- loader only: the Trainer's own DataLoader (``make_loader``, same workers and batch) for one
-  epoch to fill the synthetic frame cache, then a second epoch timed (worker start included);
+- loader only: the Trainer's own run loader (``make_run_loader``, same workers and batch):
+  the first epoch (cold: it fills the synthetic frame cache, worker start included), then
+  the second epoch (warm);
 - end to end: a real short run, ``Trainer.fit`` on the real dataset (metrics.jsonl, one
-  record per step); clips / seconds over the steps of epochs >= 1 (warm frame cache; the
-  stalls at each epoch's loader start and the checkpoint writes are inside the window).
+  record per step); clips / seconds over the steps of epochs >= 1 (warm frame cache; epoch
+  boundaries and checkpoint writes are inside the window).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 
 from vidssl.app.train.build import build_dataset, build_method
 from vidssl.app.train.checkpoint import seed_all
-from vidssl.app.train.data import ResumableSampler, count_clips, make_loader
+from vidssl.app.train.data import EpochBatches, count_clips, make_run_loader
 from vidssl.app.train.loop import Trainer
 from vidssl.app.train.threads import auto_threads, torch_threads
 from vidssl.config import Config
@@ -83,30 +84,26 @@ def step_rate(cfg: Config, batch: dict[str, Any], steps: int) -> float:
 
 
 def loader_rates(cfg: Config) -> tuple[float, float, dict[str, Any], int]:
-    """(cold epoch-0, warm epoch-1 clips/s of the Trainer's loader, one batch, batches/epoch)."""
+    """(cold epoch-0, warm epoch-1 clips/s of the Trainer's run loader, one batch of it,
+    batches per epoch)."""
     seed_all(cfg.train.seed)
     dataset = build_dataset(cfg, build_method(cfg))
-    sampler = ResumableSampler(dataset, 1, 0, shuffle=True, seed=cfg.train.seed, drop_last=True)
-    rates, first, batches = [], None, 0
-    for epoch in (0, 1):
-        sampler.set_epoch(epoch)
-        dataset.set_epoch(epoch)
+    per_epoch = len(dataset) // cfg.data.batch_size
+    batches = EpochBatches(
+        dataset, 1, 0, seed=cfg.train.seed, batch_size=cfg.data.batch_size,
+        batches_per_epoch=per_epoch, epoch=0,
+    )  # fmt: skip
+    stream = iter(make_run_loader(dataset, batches, workers=cfg.data.workers, seed=0))
+    rates, first = [], None
+    for _ in range(2):
         start, clips = time.perf_counter(), 0
-        loader = make_loader(
-            dataset,
-            sampler,
-            batch_size=cfg.data.batch_size,
-            workers=cfg.data.workers,
-            seed=cfg.train.seed,
-            epoch=epoch,
-        )
-        for batch in loader:
+        for _, batch in zip(range(per_epoch), stream, strict=False):
             first = first or batch
             clips += count_clips(batch)
-            batches += 1
         rates.append(clips / (time.perf_counter() - start))
+    del stream  # shuts the worker down
     assert first is not None
-    return rates[0], rates[1], first, batches // 2
+    return rates[0], rates[1], first, per_epoch
 
 
 def pipeline_rates(cfg: Config, steps: int) -> Rates:
