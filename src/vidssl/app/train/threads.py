@@ -2,9 +2,8 @@
 
 torch starts with one intra-op thread per core. With ``data.workers`` loader processes
 beside it, a training process that also takes every core oversubscribes the CPU: every
-parallel op waits for a thread that a loader (or any other busy process) has pre-empted.
-Measured on the shared 2-core machine (demo config, fixed batch, docs/performance.md):
-1 thread 207 clips/s, 2 threads 51 clips/s while other jobs ran. So ``train.threads = 0``
+parallel op waits for a thread that a loader (or any other busy process) has pre-empted
+(``vidssl.app.bench.default_threads`` records the measured slow-down). So ``train.threads = 0``
 (auto) gives the training process the cores the loader processes leave, at least one;
 ``OMP_NUM_THREADS`` in the environment (the bench sets it for its child runs) wins over it.
 """
