@@ -98,6 +98,9 @@ class TrainConfig:
     log_every: int = 10  # optimiser steps between metrics.jsonl / TensorBoard records
     ckpt_every: int = 100  # optimiser steps between checkpoints (last.pt)
     resume: str = ""  # "" = fresh run, "auto" = out_dir/last.pt if present, or a .pt path
+    # torch intra-op threads of the training process; 0 = auto: $OMP_NUM_THREADS if set, else
+    # the CPU cores minus data.workers, at least 1 (vidssl.app.train.threads)
+    threads: int = 0
 
 
 @dataclass
@@ -137,6 +140,7 @@ MINIMA: dict[str, float] = {
     "train.max_steps": 0,
     "train.log_every": 1,
     "train.ckpt_every": 1,
+    "train.threads": 0,
 }
 
 

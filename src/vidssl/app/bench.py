@@ -100,6 +100,7 @@ from tqdm import tqdm
 from vidssl.app.bench_cells import (
     BenchError,
     Stage,
+    decisive_settings,
     deep_merge,
     plan_stages,
     split_override,
@@ -112,7 +113,7 @@ from vidssl.app.bench_plan import ROW_LABELS as ROW_LABELS
 from vidssl.app.bench_plan import Bench, Cell, CellPlan, Preset
 from vidssl.app.bench_table import cell_record, write_outputs
 from vidssl.app.bench_text import evaluate_text_protocols, plan_text
-from vidssl.config import Config, ConfigError, config_from_dict, config_to_dict
+from vidssl.config import Config, ConfigError, config_from_dict
 from vidssl.eval.stats import EvalResult, to_markdown
 
 # the shipped presets: package data (pyproject.toml [tool.setuptools.package-data]); the
@@ -336,7 +337,7 @@ def _row_sections(bench: Bench) -> list[tuple[str, str, dict[str, Any] | None, s
 def plan_cells(bench: Bench) -> list[CellPlan]:
     """Every cell in table order (random, methods, supervised); run configs validated."""
     shared = {
-        "data": config_to_dict(bench.base)["data"],
+        "data": decisive_settings(bench.base)["data"],
         "protocols": bench.protocols,
         "split": bench.preset.split,
         "eval": {k: v for k, v in dataclasses.asdict(bench.eval_cfg).items() if k != "cache_dir"},

@@ -187,13 +187,34 @@ def _placed(config: Config, run_dir: Path, config_path: Path, done: Path | None)
     return Stage(config, run_dir, config_path, done)
 
 
+# config settings that do not decide a cell's numbers, left out of its spec, so that a cell
+# run before they existed still counts: `train.threads` (the harness sets the training
+# child's threads itself, through OMP_NUM_THREADS from the preset's `threads`, which the
+# auto setting follows; recorded in train.json) and the synthetic set's frame cache (bitwise
+# the rendered frames, tests/test_pipeline.py)
+NEUTRAL_SETTINGS: tuple[tuple[str, ...], ...] = (("train", "threads"), ("data", "args", "cache"))
+
+
+def decisive_settings(config: Config) -> dict[str, Any]:
+    """``config`` as a dict without its out folder and without :data:`NEUTRAL_SETTINGS`."""
+    run = config_to_dict(config)
+    run["train"].pop("out_dir")
+    for *parents, key in NEUTRAL_SETTINGS:
+        section = run
+        for name in parents:
+            section = section.get(name) or {}
+        if isinstance(section, dict):
+            section.pop(key, None)
+    return run
+
+
 def stage_spec(stages: Sequence[Stage], cell_dir: Path) -> dict[str, Any]:
-    """The run settings of a cell for its spec: the run config without its out folder (one
-    stage), or ``{"stages": [...]}`` with the chained checkpoints relative to the cell."""
+    """The run settings of a cell for its spec: the run config without its out folder and
+    neutral settings (one stage), or ``{"stages": [...]}`` with the chained checkpoints
+    relative to the cell."""
     runs = []
     for stage in stages:
-        run = config_to_dict(stage.config)
-        run["train"].pop("out_dir")
+        run = decisive_settings(stage.config)
         init = run["method"].get(INIT_CHECKPOINT)
         if len(stages) > 1 and isinstance(init, str) and Path(init).is_relative_to(cell_dir):
             run["method"][INIT_CHECKPOINT] = str(Path(init).relative_to(cell_dir))

@@ -206,19 +206,23 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     threads_before = torch.get_num_threads()
-    torch.set_num_threads(default_threads(args.threads))
+    threads = default_threads(args.threads)
+    torch.set_num_threads(threads)
     try:
-        return run_demo(args.out, args.quick)
+        return run_demo(args.out, args.quick, threads)
     finally:
         torch.set_num_threads(threads_before)
 
 
-def run_demo(out: Path, quick: bool) -> int:
-    """The four stages (see the module docstring); returns the exit code."""
+def run_demo(out: Path, quick: bool, threads: int = 0) -> int:
+    """The four stages (see the module docstring); returns the exit code. ``threads``: the
+    training process's torch threads (``train.threads``; 0 = the trainer's automatic choice)."""
     from vidssl.app.cli import main
 
     start = time.perf_counter()
     sections, eval_fields = demo_settings(quick)
+    if threads:
+        sections = deep_merge(sections, {"train": {"threads": threads}})
     try:
         _check_folder(out, quick)
     except ValueError as err:

@@ -20,14 +20,16 @@ train/test part as ``subset``; the rest are dataset-specific keywords.
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from torch.utils.data import Dataset
 
+from vidssl.data.batch_augment import deferred_augmentation
 from vidssl.data.layouts import DatasetIndex, class_folders, hmdb51, kinetics, ucf101, unlabelled
 from vidssl.data.recipes import ClipRecipe
 
@@ -113,22 +115,29 @@ class VideoDataset(Dataset):
         finally:
             source.close()
 
-    def _candidates(self, i: int) -> list[int]:
-        """``i`` then up to ``max_retries`` replacements, in a fixed order per (seed, epoch, i)."""
-        n = len(self.index.items)
-        order = np.random.default_rng([self.seed, self.epoch, i, 1]).permutation(n)
-        others = [int(j) for j in order if j != i][: self.max_retries]
-        return [i, *others]
+    def _candidates(self, i: int, epoch: int) -> Iterator[int]:
+        """``i`` then up to ``max_retries`` replacements, in a fixed order per (seed, epoch, i).
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+        Lazy: the replacement order (a permutation of every item) is drawn only after ``i``
+        failed, so a readable item costs no permutation.
+        """
+        yield i
+        n = len(self.index.items)
+        order = np.random.default_rng([self.seed, epoch, i, 1]).permutation(n)
+        yield from itertools.islice((int(j) for j in order if j != i), self.max_retries)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """Sample ``i`` of the epoch set by :meth:`set_epoch`, or of ``epoch`` for a key
+        ``(epoch, i)`` (a loader that lives across epochs passes the epoch this way)."""
+        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
         n = len(self.index.items)
         if not -n <= i < n:
             raise IndexError(f"index {i} out of range for a dataset of {n} videos")
         i = int(i) % n
         decode_error = _decode_error_type()
         errors: list[str] = []
-        for attempt, j in enumerate(self._candidates(i)):
-            rng = np.random.default_rng([self.seed, self.epoch, i, attempt])
+        for attempt, j in enumerate(self._candidates(i, epoch)):
+            rng = np.random.default_rng([self.seed, epoch, i, attempt])
             try:
                 sample = self._load(j, rng)
             except decode_error as exc:
@@ -144,8 +153,15 @@ class VideoDataset(Dataset):
         shown = "\n  ".join(errors[:5]) + ("\n  ..." if len(errors) > 5 else "")
         raise RuntimeError(
             f"VideoDataset: {len(errors)} consecutive unreadable videos while building sample {i} "
-            f"(epoch {self.epoch}); is the dataset readable? Errors:\n  {shown}"
+            f"(epoch {epoch}); is the dataset readable? Errors:\n  {shown}"
         )
+
+    def __getitems__(self, indices: list[int] | list[tuple[int, int]]) -> list[dict[str, Any]]:
+        """The samples of one batch (the DataLoader's batched fetch): ``[self[i] for i in
+        indices]``, with the recipe's photometric augmentation applied to all of them at once
+        where the recipe allows it (``vidssl.data.batch_augment``)."""
+        with deferred_augmentation(self.recipe):
+            return [self[i] for i in indices]
 
     def _record_failure(self, path: str, exc: BaseException) -> None:
         self.skipped_count += 1
@@ -175,9 +191,13 @@ def build_synthetic(
     test_fraction: float = 0.25,
     seed: int = 0,
     upright: bool = False,
+    cache: bool = True,
 ) -> BuiltDataset:
     """The built-in synthetic set: in memory, or read from ``root`` written by ``vidssl synth``.
     ``upright``: light from above (``SyntheticConfig.upright``), so that rotations are visible.
+    ``cache``: render every video once per run into a shared uint8 frame cache
+    (:class:`vidssl.data.synthetic_cache.CachedSyntheticOpener`; same frames, bitwise) instead
+    of rendering the frames of every clip on request.
 
     Defaults match the CPU training defaults (64 px frames for the 64 px crops).
     """
@@ -187,6 +207,7 @@ def build_synthetic(
         load_synthetic,
         synthetic_index,
     )
+    from vidssl.data.synthetic_cache import CachedSyntheticOpener
 
     if root:
         return BuiltDataset(load_synthetic(root, subset), None)
@@ -200,7 +221,8 @@ def build_synthetic(
         seed=seed,
         upright=upright,
     )
-    return BuiltDataset(synthetic_index(cfg, subset), SyntheticOpener(cfg))
+    opener = CachedSyntheticOpener(cfg) if cache else SyntheticOpener(cfg)
+    return BuiltDataset(synthetic_index(cfg, subset), opener)
 
 
 def _sub(root: str | Path, subset: str | None) -> Path:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 from torch import Tensor
@@ -42,7 +42,18 @@ class RecipeBase:
         per_frame: independent augmentation per frame (CVRL ablation) instead of per clip.
         mean, std: normalisation.
         short: how short videos are padded, a key of ``samplers.SHORT_VIDEO_MODES``.
+        batch_augment: in a DataLoader's batched fetch, apply the photometric augmentation
+            to all clips of the batch at once (``vidssl.data.batch_augment``; same draws, same
+            values up to float rounding); only recipes with ``final_views`` use it. Off by
+            default: on 8 x 32 x 32 clips it cost more CPU per clip than the per-clip path
+            (docs/performance.md).
+
+    ``final_views`` (class attribute): True for recipes that return their augmented clips
+    unchanged as the sample's views, so that the augmentation may finish after the recipe
+    returned (``vidssl.data.batch_augment.deferred_augmentation``).
     """
+
+    final_views: ClassVar[bool] = False
 
     clip_len: int = 8
     stride: float = 2
@@ -61,6 +72,7 @@ class RecipeBase:
     std: Sequence[float] = KINETICS_STD
     short: str = "loop"
     p_solarize: float = 0.0  # probability of solarising a clip (one draw per clip, as blur)
+    batch_augment: bool = False
 
     def __post_init__(self) -> None:
         if self.clip_len < 1:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
@@ -39,6 +39,8 @@ __all__ = ["RECIPES", "ClipRecipe", "RecipeBase", "Sample"]
 @dataclass
 class Clip(RecipeBase):
     """One clip: ``{"video": (C, T, H, W)}``. Random clip when training, else the centre clip."""
+
+    final_views: ClassVar[bool] = True
 
     def __call__(self, video: VideoSource, rng: np.random.Generator) -> Sample:
         stride = self.stride_for(video)
@@ -96,6 +98,8 @@ class TwoClips(RecipeBase):
     earlier clip comes first, as before (no extra random draw).
     """
 
+    final_views: ClassVar[bool] = True
+
     gap: str = "random"
     c_ratio: float = 1.0
     same_clip: bool = False
@@ -152,6 +156,8 @@ class SubClips(RecipeBase):
     view of the first sub-clip is appended (CVTCL's ``s_1^a``), so ``views`` has
     ``num_clips + 1`` entries.
     """
+
+    final_views: ClassVar[bool] = True
 
     num_clips: int = 4
     window: int | None = None

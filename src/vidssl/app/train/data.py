@@ -5,6 +5,11 @@ The data order of epoch ``e`` is ``DistributedSampler``'s permutation seeded wit
 ``(seed, epoch)``; :class:`ResumableSampler` can start partway into it after a resume. The
 loader's own generator (worker base seeds) is seeded from ``(seed, epoch)`` too, so creating a
 loader never draws from the global RNG, whose state the checkpoints restore.
+
+:func:`make_run_loader` is one loader for the whole run: its batches are
+``(epoch, index)`` keys (:class:`EpochBatches`, the same batches as the per-epoch loaders), so
+its workers live across epochs and prefetch over the epoch boundary instead of a new worker
+being forked, and waited for, at every epoch's start.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 
 class ResumableSampler(DistributedSampler):
@@ -50,6 +55,64 @@ def make_loader(
         collate_fn=collate_fn,
         pin_memory=pin_memory,
         drop_last=True,
+        generator=generator,
+    )
+
+
+class EpochBatches(Sampler[list[tuple[int, int]]]):
+    """Batches of ``(epoch, index)`` keys for epochs ``epoch, epoch + 1, ...``, without end.
+
+    Epoch ``e``'s batches are its ``DistributedSampler`` order (seed ``seed + e``) cut into
+    ``batch_size`` pieces, the first ``batches_per_epoch`` of them (the micro-batches the loop
+    trains on in an epoch); the first epoch starts at batch ``start_batch`` (a resume). The
+    same batches, in the same order, as one :func:`make_loader` per epoch.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        world: int,
+        rank: int,
+        *,
+        seed: int,
+        batch_size: int,
+        batches_per_epoch: int,
+        epoch: int,
+        start_batch: int = 0,
+    ) -> None:
+        self.sampler = DistributedSampler(
+            dataset, world, rank, shuffle=True, seed=seed, drop_last=True
+        )  # its own: the loader draws batches ahead of the loop's epoch
+        self.batch_size, self.batches_per_epoch = batch_size, batches_per_epoch
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, first, b = self.epoch, self.start_batch, self.batch_size
+        while True:
+            self.sampler.set_epoch(epoch)
+            order = list(self.sampler)
+            for k in range(first, self.batches_per_epoch):
+                yield [(epoch, i) for i in order[k * b : (k + 1) * b]]
+            epoch, first = epoch + 1, 0
+
+
+def make_run_loader(
+    dataset: Dataset,
+    batches: EpochBatches,
+    *,
+    workers: int,
+    seed: int,
+    pin_memory: bool = False,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+) -> DataLoader:
+    """One loader for the whole run over ``(epoch, index)`` batches (module docstring)."""
+    generator = torch.Generator().manual_seed(seed + 7919 * batches.epoch)  # not the global RNG
+    return DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=workers,
+        collate_fn=collate_fn,
+        pin_memory=pin_memory,
         generator=generator,
     )
 

@@ -18,7 +18,7 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,14 @@ from vidssl.app.train.checkpoint import (
     seed_all,
     training_state,
 )
-from vidssl.app.train.data import ResumableSampler, count_clips, make_loader, to_device
+from vidssl.app.train.data import (
+    EpochBatches,
+    ResumableSampler,
+    count_clips,
+    make_loader,
+    make_run_loader,
+    to_device,
+)
 from vidssl.app.train.logging import RunLogger, reduce_scalars
 from vidssl.app.train.optim import build_optimizer
 from vidssl.app.train.precision import (
@@ -52,7 +59,9 @@ from vidssl.app.train.precision import (
 )
 from vidssl.app.train.schedule import WarmupCosine
 from vidssl.app.train.sync_bn import convert_sync_batchnorm
+from vidssl.app.train.threads import auto_threads, torch_threads
 from vidssl.config import Config, ConfigError, config_changes, config_to_dict, save_config
+from vidssl.data.datasets import VideoDataset
 
 
 class NonFiniteLossError(RuntimeError):
@@ -127,6 +136,7 @@ class Trainer:
         self.scaler = make_scaler(self.device, self.amp_dtype)
         self.progress, self.stats = Progress(), EpochStats()
         self.saved_step: int | None = None
+        self._stream: Iterator[Any] | None = None  # the run loader's iterator (_batches)
         self._window: dict[str, float] = {}
         self._window_start = time.perf_counter()
         seed_all(cfg.train.seed + self.rank)  # per-rank randomness from here on
@@ -185,14 +195,58 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.out_dir / "config.yaml")
         self.logger = RunLogger(self.out_dir, self.rank == 0, self.total_steps, self.progress.step)
+        threads = auto_threads(self.cfg.train.threads, self.cfg.data.workers)
         try:
-            while self.progress.step < self.total_steps:
-                self._run_epoch()
-            if self.saved_step != self.progress.step:
-                self.save()
+            with torch_threads(threads):
+                while self.progress.step < self.total_steps:
+                    self._run_epoch()
+                if self.saved_step != self.progress.step:
+                    self.save()
         finally:
+            self._stream = None  # shuts the run loader's workers down
             self.logger.close()
         return self.progress
+
+    def _batches(self, epoch: int) -> Iterator[Any]:
+        """This epoch's remaining micro-batches. A ``VideoDataset`` is read through one loader
+        for the whole run (``(epoch, index)`` keys, workers kept and prefetching across
+        epochs); any other dataset through a new loader per epoch."""
+        p, d = self.progress, self.cfg.data
+        pin = self.device.type == "cuda"
+        if not isinstance(self.dataset, VideoDataset):
+            return iter(
+                make_loader(
+                    self.dataset,
+                    self.sampler,
+                    batch_size=d.batch_size,
+                    workers=d.workers,
+                    seed=self.cfg.train.seed,
+                    epoch=epoch,
+                    pin_memory=pin,
+                    collate_fn=self.collate_fn,
+                )
+            )
+        if self._stream is None:
+            batches = EpochBatches(
+                self.dataset,
+                self.world,
+                self.rank,
+                seed=self.cfg.train.seed,
+                batch_size=d.batch_size,
+                batches_per_epoch=self.steps_per_epoch * self.cfg.optim.accumulate,
+                epoch=p.epoch,
+                start_batch=p.batch,
+            )
+            loader = make_run_loader(
+                self.dataset,
+                batches,
+                workers=d.workers,
+                seed=self.cfg.train.seed,
+                pin_memory=pin,
+                collate_fn=self.collate_fn,
+            )
+            self._stream = iter(loader)
+        return self._stream
 
     def _run_epoch(self) -> None:
         p, accumulate = self.progress, self.cfg.optim.accumulate
@@ -206,18 +260,7 @@ class Trainer:
         self.method.train()
         self._window, self._window_start = {}, time.perf_counter()
         epoch_start = time.perf_counter()
-        d = self.cfg.data
-        loader = make_loader(
-            self.dataset,
-            self.sampler,
-            batch_size=d.batch_size,
-            workers=d.workers,
-            seed=self.cfg.train.seed,
-            epoch=p.epoch,
-            pin_memory=self.device.type == "cuda",
-            collate_fn=self.collate_fn,
-        )
-        for batch in loader if p.batch < per_epoch else []:
+        for batch in self._batches(p.epoch) if p.batch < per_epoch else []:
             self._micro_step(batch, sync=(p.batch + 1) % accumulate == 0)
             p.batch += 1
             if p.batch % accumulate == 0:
