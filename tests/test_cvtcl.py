@@ -116,7 +116,7 @@ def _batch(n: int = 4, seed: int = 0, index: torch.Tensor | None = None) -> dict
         return [torch.randn(n, c, 8 if j < 2 else 4, 16, 16, generator=g) for j in range(7)]
 
     index = torch.arange(n) + seed * n if index is None else index
-    return {"views": views(3), "flow_views": views(2), "index": index}
+    return {"views": views(3), "flow_views": views(2), "item": index}
 
 
 def _params(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -111,7 +111,9 @@ def test_corrupt_files_are_counted_logged_once_and_replaced(caplog, fail_on_read
         item = round(samples[i]["video"][0, 0, 0, 0].item() * 255)
         assert item not in (3, 7)
         assert samples[i]["label"] == item % 3 and samples[i]["appearance"] == item % 2
+        assert samples[i]["item"] == item  # which video the clip came from (CVTCL's own-video)
     assert all(samples[i]["skipped"] == 0 for i in range(10) if i not in (3, 7))
+    assert all(samples[i]["item"] == i for i in range(10) if i not in (3, 7))
     assert sum(s["skipped"] for s in samples[:10]) >= 2
     assert ds.skipped_count == sum(s["skipped"] for s in samples)
     assert ds.failed_files == {"/fake/3.mp4", "/fake/7.mp4"}

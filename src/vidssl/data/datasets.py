@@ -65,8 +65,9 @@ class VideoDataset(Dataset):
             picklable (a module-level function or a picklable object) for worker processes.
         max_retries: consecutive unreadable files tolerated for one sample before giving up.
 
-    Each sample also holds ``"label"``, ``"index"`` (the requested index), every key of the
-    used item's ``extra`` and ``"skipped"``.
+    Each sample also holds ``"label"``, ``"index"`` (the requested index), ``"item"`` (the
+    index of the item it came from: ``"index"`` unless an unreadable file was replaced), every
+    key of the used item's ``extra`` and ``"skipped"``.
     """
 
     def __init__(
@@ -148,6 +149,7 @@ class VideoDataset(Dataset):
             sample.update(item.extra)
             sample["label"] = item.label
             sample["index"] = i
+            sample["item"] = j  # the item the sample came from (differs from i if replaced)
             sample["skipped"] = attempt
             return sample
         shown = "\n  ".join(errors[:5]) + ("\n  ..." if len(errors) > 5 else "")

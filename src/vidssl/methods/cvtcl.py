@@ -180,7 +180,7 @@ class CVTCL(Method):
     # ---- losses
 
     def init_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-        index = torch.as_tensor(batch["index"])
+        index = torch.as_tensor(batch["item"])  # the video each clip came from
         own = self.own_video(index)  # (N, Q), for L_local only
         logs: dict[str, Tensor] = {}
         total, new_keys = 0.0, {}
@@ -197,7 +197,7 @@ class CVTCL(Method):
         return {"loss": total, **logs}
 
     def cotrain_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-        index = torch.as_tensor(batch["index"])
+        index = torch.as_tensor(batch["item"])  # the video each clip came from
         trained, frozen = STREAMS[int(self.active)], STREAMS[1 - int(self.active)]
         own = self.own_video(index)  # (N, Q)
         q, k = self.encode_global(trained, batch)
