@@ -104,8 +104,10 @@ def embed_videos(
 
     weights = read_weights(checkpoint, backbone=backbone, width=width, stream=stream)
     clip = weights.clip_settings(clip_len, stride, size)
-    recipe = eval_recipe(weights, clip, num_clips, num_crops)
     model = weights.build(0).to(device)
+    recipe = eval_recipe(
+        model.modalities, clip, num_clips, num_crops, input_args=weights.input_args()
+    )
     loader = embed_loader(list(paths), recipe, batch_size=batch_size, workers=workers)
     out: Tensor | None = None
     errors: list[str] = []

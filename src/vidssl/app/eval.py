@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         evaluate,
     )
     from vidssl.config import ConfigError
+    from vidssl.eval.weights import read_weights
 
     if args.protocol in names("text"):  # a language-video checkpoint's own method
         from vidssl.app.zeroshot import run_protocol
@@ -129,7 +130,13 @@ def run(args: argparse.Namespace) -> int:
         fields, data_args = parse_settings(args.config, list(args.overrides))
         cfg = eval_config_from_dict(fields)
         results = evaluate(
-            args.checkpoint,
+            read_weights(
+                args.checkpoint,
+                backbone=args.backbone,
+                width=args.width,
+                stream=args.stream,
+                flow_root=args.flow_root,
+            ),
             protocols=protocols,
             dataset=args.data,
             root=args.root,
@@ -138,10 +145,6 @@ def run(args: argparse.Namespace) -> int:
             seeds=args.seeds,
             out_dir=out,
             eval_cfg=cfg,
-            backbone=args.backbone,
-            width=args.width,
-            stream=args.stream,
-            flow_root=args.flow_root,
         )
     except (ConfigError, FileNotFoundError) as err:
         print(f"vidssl eval: {err}", file=sys.stderr)

@@ -46,7 +46,7 @@ from vidssl.eval.splits import (
     split_args,
 )
 from vidssl.eval.stats import EvalResult
-from vidssl.eval.weights import RANDOM, read_weights
+from vidssl.eval.weights import RANDOM, Weights, read_weights
 
 __all__ = ["RANDOM", "EvalConfig", "check_protocols", "eval_config_from_dict", "evaluate"]
 
@@ -62,7 +62,7 @@ def check_protocols(protocols: Sequence[str]) -> list[str]:
 
 
 def evaluate(
-    checkpoint: str,
+    checkpoint: str | Weights,
     *,
     protocols: Sequence[str] = ("retrieval", "linear"),
     dataset: str = "synthetic",
@@ -75,8 +75,6 @@ def evaluate(
     backbone: str | None = None,
     width: float | None = None,
     first_seed: int = 0,
-    stream: str = "rgb",
-    flow_root: str | None = None,
 ) -> list[EvalResult]:
     """Run ``protocols`` (the feature and network protocols of :data:`vidssl.eval.protocols.PROTOCOLS`) and return one result per run.
 
@@ -85,9 +83,10 @@ def evaluate(
     ``"motion"`` and ``"appearance"``, reported separately) each protocol gives one
     :class:`EvalResult`; tables over them show mean ± std. ``dataset`` is a name in ``vidssl.data.datasets.DATASETS``, ``root`` its
     folder, ``dataset_args`` further builder keywords (e.g. ``{"num_videos": 64}``).
-    ``checkpoint`` / ``backbone`` / ``width`` as in :func:`vidssl.eval.weights.read_weights`. ``stream`` picks
-    the stream of a two-stream (CVTCL) checkpoint: ``"rgb"``, ``"flow"`` or ``"both"``
-    (features averaged); flow is read from ``flow_root`` (mirroring ``root``) or computed.
+    ``checkpoint`` / ``backbone`` / ``width`` as in :func:`vidssl.eval.weights.read_weights`,
+    or ``checkpoint`` read already (a :class:`vidssl.eval.weights.Weights`, e.g. one stream
+    of a two-stream checkpoint: ``read_weights(path, stream="flow")``); the clips given to
+    the backbone are those its ``modalities`` name.
 
     With ``out_dir`` the results are written to ``out_dir/eval/<protocol>-<dataset>-split<s>-
     seed<n>-<label set>.json`` plus the report's artefacts (``retrieval_examples.pt``,
@@ -110,7 +109,11 @@ def evaluate(
     check_dataset_args(dataset, root, args)
     for s in splits:
         split_args(dataset, root, args, s)  # a split the dataset lacks fails here
-    weights = read_weights(checkpoint, backbone=backbone, width=width, stream=stream)
+    weights = (
+        checkpoint
+        if isinstance(checkpoint, Weights)
+        else read_weights(checkpoint, backbone=backbone, width=width)
+    )
 
     from vidssl.app.train.precision import guard_bf16_conv3d, resolve_amp
 
@@ -132,7 +135,6 @@ def evaluate(
         cache_dir,
         eval_dir,
         info,
-        flow_root=flow_root,
     )
     results: list[EvalResult] = []
     for s in splits:
@@ -142,7 +144,7 @@ def evaluate(
             if amp_dtype == torch.bfloat16 and device.type == "cpu":
                 guard_bf16_conv3d(model)  # oneDNN bf16 conv3d defect, see precision.py
             first = s == splits[0] and seed == first_seed  # the report's artefacts come from here
-            first = first and stream == "rgb"  # artefacts read RGB clips (no flow/both yet)
+            first = first and model.modalities == ("rgb",)  # artefacts read RGB clips
             job = Job(ctx, model, seed, data, train_network)
             for name in frozen:
                 results += run_protocol(job, name)

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     clip = weights.clip_settings(args.clip_len, 0.0, args.size)
     model = weights.build(0)
-    example = example_clips(weights, clip, batch=2)
+    example = example_clips(model, clip, batch=2)
     try:
         export_onnx(model, args.out, example)
     except RuntimeError as err:

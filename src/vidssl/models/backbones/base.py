@@ -77,6 +77,10 @@ def linear_head(in_features: int, num_classes: int) -> nn.Module:
     return fc
 
 
+# input modality -> its channels (RGB frames; optical flow dx, dy: vidssl.data.two_stream)
+MODALITY_CHANNELS: dict[str, int] = {"rgb": 3, "flow": 2}
+
+
 class Backbone(nn.Module):
     """Video backbone: clips `(N, C, T, H, W)` in, pooled features `(N, feature_dim)` out.
 
@@ -101,6 +105,20 @@ class Backbone(nn.Module):
             raise ValueError(
                 f"{name} needs (T, H, W) >= {self.min_input_size}, got {tuple(x.shape[2:])}"
             )
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The input the backbone consumes, in channel order: ``("rgb",)`` (3 channels) or
+        ``("flow",)`` (2 channels). The evaluation data path builds its clips from this
+        (``vidssl.eval.embed.eval_recipe``); ``vidssl.models.two_stream.TwoStreamBackbone``
+        consumes ``("rgb", "flow")``."""
+        for name, channels in MODALITY_CHANNELS.items():
+            if channels == self.in_channels:
+                return (name,)
+        raise ValueError(
+            f"{type(self).__name__}: no input modality has {self.in_channels} channels "
+            f"({MODALITY_CHANNELS})"
+        )
 
     def forward_features_map(self, x: Tensor) -> Tensor:
         """x: (N, C, T, H, W) -> last conv stage map (N, C', T', H', W')."""
