@@ -13,7 +13,7 @@ from vidssl.app.evaluate import evaluate
 from vidssl.eval.context import Context, Job
 from vidssl.eval.embed import eval_recipe
 from vidssl.models.backbones import create_backbone
-from vidssl.models.backbones.base import MODALITY_CHANNELS
+from vidssl.models.backbones.base import MODALITY_CHANNELS, pooled_features
 from vidssl.models.two_stream import STREAMS, select_stream, stream_of
 
 
@@ -28,11 +28,12 @@ def test_selected_stream_names_its_inputs_and_the_recipe_follows(stream: str) ->
     channels = sum(MODALITY_CHANNELS[m] for m in model.modalities)
     x = torch.randn(2, channels, 4, 32, 32)
     with torch.no_grad():
-        got = model.forward_features(x)
-        if stream == "both":  # mean of the L2-normalised stream features
+        got = pooled_features(model, x)
+        torch.testing.assert_close(model(x), got)
+        if stream == "both":  # mean of the L2-normalised stream features (GAP of their maps)
             want = (
-                F.normalize(rgb.forward_features(x[:, :3]), dim=1)
-                + F.normalize(flow.forward_features(x[:, 3:]), dim=1)
+                F.normalize(rgb.forward_features(x[:, :3]).mean(dim=(2, 3, 4)), dim=1)
+                + F.normalize(flow.forward_features(x[:, 3:]).mean(dim=(2, 3, 4)), dim=1)
             ) / 2
             torch.testing.assert_close(got, want)
     assert got.shape == (2, rgb.feature_dim)

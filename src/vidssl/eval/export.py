@@ -10,7 +10,8 @@ returns the pooled features. With ``num_classes=N`` a zero-initialised (untraine
 classes is added, so that ``<model>(num_classes=N)`` loads it as it stands. torchvision is
 never imported here.
 
-ONNX. The graph computes ``forward_features``: input ``clips`` ``(N, C, T, H, W)`` float
+ONNX. The graph computes the pooled features (``pooled_features``: ``forward_head(
+forward_features(x), pre_logits=True)``): input ``clips`` ``(N, C, T, H, W)`` float
 (dynamic N), output ``features`` ``(N, D)``. It needs the ``export`` extra (onnx, onnxscript;
 onnxruntime to check it).
 """
@@ -24,7 +25,7 @@ from torch import Tensor, nn
 
 from vidssl.config import ConfigError
 from vidssl.eval.weights import Weights
-from vidssl.models.backbones.base import MODALITY_CHANNELS
+from vidssl.models.backbones.base import MODALITY_CHANNELS, pooled_features
 from vidssl.models.two_stream import stream_of
 
 # our backbone name -> (torchvision.models.video builder, its classifier attribute)
@@ -66,18 +67,18 @@ def torchvision_state_dict(weights: Weights, num_classes: int = 0) -> dict[str, 
 
 
 class FeatureGraph(nn.Module):
-    """``forward(clips) = backbone.forward_features(clips)``: what the ONNX graph computes."""
+    """``forward(clips)``: the backbone's pooled features, what the ONNX graph computes."""
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
         self.backbone = backbone
 
     def forward(self, clips: Tensor) -> Tensor:
-        return self.backbone.forward_features(clips)  # (N, C, T, H, W) -> (N, D)
+        return pooled_features(self.backbone, clips)  # (N, C, T, H, W) -> (N, D)
 
 
 def export_onnx(backbone: nn.Module, path: str | Path, example: Tensor, opset: int = 18) -> Path:
-    """Write ``backbone.forward_features`` as an ONNX graph with a dynamic batch size.
+    """Write the backbone's pooled features as an ONNX graph with a dynamic batch size.
 
     example: ``(N, C, T, H, W)`` clips fixing C, T, H and W of the graph.
     """

@@ -45,13 +45,20 @@ class TwoStreamBackbone(nn.Module):
         self.feature_dim: int = rgb.feature_dim
         self.in_channels: int = rgb.in_channels + flow.in_channels
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        f_rgb = F.normalize(self.rgb.forward_features(x[:, : self.rgb.in_channels]), dim=1)
-        f_flow = F.normalize(self.flow.forward_features(x[:, self.rgb.in_channels :]), dim=1)
+    def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x: (N, 3 + 2, T, H, W) -> the unpooled maps of the RGB and of the flow backbone."""
+        c = self.rgb.in_channels
+        return self.rgb.forward_features(x[:, :c]), self.flow.forward_features(x[:, c:])
+
+    def forward_head(self, maps: tuple[Tensor, Tensor], pre_logits: bool = False) -> Tensor:
+        """The two maps -> mean of the L2-normalised pooled features (N, D). No classifier:
+        ``pre_logits`` changes nothing."""
+        f_rgb = F.normalize(self.rgb.forward_head(maps[0], pre_logits=True), dim=1)
+        f_flow = F.normalize(self.flow.forward_head(maps[1], pre_logits=True), dim=1)
         return (f_rgb + f_flow) / 2
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.forward_features(x)
+        return self.forward_head(self.forward_features(x))
 
 
 def select_stream(rgb: nn.Module, flow: nn.Module, stream: str) -> nn.Module:
