@@ -90,13 +90,12 @@ def main_bench() -> None:
             cfg=cfg,
             weights=weights,
             clip=weights.clip_settings(cfg.clip_len, cfg.stride, cfg.size),
-            flow_root=None,
             root=str(src),
             device=device,
         )
 
         def run_eval() -> int:
-            loader = multi_clip_loader(ctx, built)  # type: ignore[arg-type]
+            loader = multi_clip_loader(ctx, built, model)  # type: ignore[arg-type]
             feats = extract_features(
                 model, loader, device, amp=amp_dtype is not None, progress=False
             )

@@ -15,6 +15,7 @@ from vidssl.config import ConfigError
 from vidssl.data.sources import open_video
 from vidssl.data.transforms import EvalTransform
 from vidssl.models.backbones import create_backbone
+from vidssl.models.backbones.base import pooled_features
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -57,7 +58,7 @@ def test_load_backbone_reads_the_checkpoint(tmp_path):
     assert isinstance(model, torch.nn.Module) and not model.training
     for key, value in model.state_dict().items():
         assert torch.equal(value, want[key]), key
-    assert model.forward_features(torch.randn(2, 3, 4, 32, 32)).shape == (2, 64)
+    assert pooled_features(model, torch.randn(2, 3, 4, 32, 32)).shape == (2, 64)
     with pytest.raises(FileNotFoundError, match="nope.pt"):
         vidssl.load_backbone(tmp_path / "nope.pt")
     (tmp_path / "junk.pt").write_bytes(b"junk")
@@ -96,7 +97,7 @@ def test_embed_videos_equals_hand_computed_features(tmp_path):
             [vidssl.read_clip(path, s / 25, clip_len=4, stride=2, size=32) for s in (0, last)]
         )
         with torch.no_grad():
-            z = F.normalize(model.forward_features(clips), dim=1).mean(0)
+            z = F.normalize(pooled_features(model, clips), dim=1).mean(0)
         torch.testing.assert_close(emb[i], F.normalize(z, dim=0), atol=1e-5, rtol=0)
     (tmp_path / "bad.mp4").write_bytes(b"nothing")
     with pytest.raises(ValueError, match="bad.mp4"):

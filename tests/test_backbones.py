@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from vidssl.app.train.precision import model_to_channels_last
 from vidssl.models.backbones import BACKBONES, create_backbone, list_backbones
-from vidssl.models.backbones.base import TemporalConv3d
+from vidssl.models.backbones.base import TemporalConv3d, pooled_features
 from vidssl.models.backbones.resnet3d import r2plus1d_18, r2plus1d_midplanes
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "torchvision_video_models.json"
@@ -77,7 +77,7 @@ def test_forward_backward_no_nan(name: str):
     torch.manual_seed(0)
     model = create_backbone(name, num_classes=0, width=TINY)
     x = torch.randn(CLIP)
-    feats = model.forward_features(x)
+    feats = pooled_features(model, x)
     assert feats.shape == (2, model.feature_dim)
     out = model(x)
     assert out.shape == (2, model.feature_dim)  # num_classes == 0: head is the identity
@@ -97,11 +97,12 @@ def test_reset_classifier_and_feature_map(name: str):
     assert model.num_classes == 5
     with torch.no_grad():
         logits = model(x)
-        fmap = model.forward_features_map(x)
+        fmap = model.forward_features(x)
         feats = model.pool_features(fmap)
         assert logits.shape == (2, 5)
         assert fmap.ndim == 5 and fmap.shape[0] == 2
-        torch.testing.assert_close(model.forward_head(feats), logits)
+        torch.testing.assert_close(model.forward_head(fmap), logits)
+        torch.testing.assert_close(model.logits(feats), logits)
     model.reset_classifier(0)
     with torch.no_grad():
         torch.testing.assert_close(model(x), feats)
@@ -109,12 +110,41 @@ def test_reset_classifier_and_feature_map(name: str):
         model.reset_classifier(-1)
 
 
+def _reference_pool(name: str, model: nn.Module, fmap: Tensor, x: Tensor) -> Tensor:
+    """The pooled features written out by hand per backbone family: global average pooling,
+    C3D's GAP -> fc6 -> fc7, the ViT's video embedding v (eq. 12) of ``forward_tokens``."""
+    if name == "c3d":
+        return model.fc7(model.fc6(fmap.mean(dim=(2, 3, 4))))
+    if name == "vit_clip":
+        return model.forward_tokens(x).video
+    return fmap.mean(dim=(2, 3, 4))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_timm_method_meanings(name: str):
+    """forward_features is the unpooled map, forward_head(.., pre_logits=True) the pooled
+    features, forward = forward_head(forward_features)."""
+    torch.manual_seed(0)
+    model = create_backbone(name, num_classes=5, width=0.125).eval()
+    x = torch.randn(CLIP)
+    with torch.no_grad():
+        fmap = model.forward_features(x)
+        assert fmap.ndim == 5 and fmap.shape[0] == CLIP[0]
+        feats = model.forward_head(fmap, pre_logits=True)
+        assert feats.shape == (CLIP[0], model.feature_dim)
+        torch.testing.assert_close(feats, _reference_pool(name, model, fmap, x))
+        torch.testing.assert_close(pooled_features(model, x), feats)
+        logits = model.forward_head(fmap)
+        assert logits.shape == (CLIP[0], 5)
+        torch.testing.assert_close(model(x), logits)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_feature_map_gets_gradient_for_grad_cam(name: str):
     model = create_backbone(name, num_classes=3, width=0.125)
-    fmap = model.forward_features_map(torch.randn(CLIP))
+    fmap = model.forward_features(torch.randn(CLIP))
     fmap.retain_grad()
-    model.forward_head(model.pool_features(fmap))[:, 1].sum().backward()
+    model.forward_head(fmap)[:, 1].sum().backward()
     assert fmap.grad is not None and fmap.grad.abs().sum() > 0
 
 
@@ -278,7 +308,7 @@ def test_c3d_options():
     assert pooled.feature_dim == 64  # conv5b: 512 x 0.125
     assert not any(k.startswith(("fc6", "fc7")) for k in pooled.state_dict())
     with torch.no_grad():
-        torch.testing.assert_close(pooled(x), pooled.forward_features_map(x).mean(dim=(2, 3, 4)))
+        torch.testing.assert_close(pooled(x), pooled.forward_features(x).mean(dim=(2, 3, 4)))
     no_bn = create_backbone("c3d", width=0.125, batch_norm=False)
     assert not any(isinstance(m, nn.BatchNorm3d) for m in no_bn.modules())
     assert torch.isfinite(no_bn(x)).all()
@@ -296,7 +326,7 @@ def test_small_stem_keeps_keys_and_skips_the_spatial_downsampling(name: str):
     assert small.state_dict()["stem.0.weight"].shape[-2:] == (3, 3)
     x = torch.randn(2, 3, 8 if name != "r2plus1d_18_sta" else 9, 32, 32)  # MTCL: 9 frames
     with torch.no_grad():
-        maps = [m.eval().forward_features_map(x).shape for m in (default, small)]
+        maps = [m.eval().forward_features(x).shape for m in (default, small)]
     # R3D-18 / R(2+1)D-18 stems halve 32 px (R3D-50's also max-pools: a quarter); small: none
     factor = 4 if name == "r3d_50" else 2
     assert maps[1][:3] == maps[0][:3] and maps[1][-1] == factor * maps[0][-1]

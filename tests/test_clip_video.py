@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from vidssl.methods.xclip import XCLIP
+from vidssl.models.backbones.base import pooled_features
 from vidssl.models.backbones.clip_video import VISION_ARCHS, VideoViT, vit_clip
 from vidssl.models.clip_load import TextConfig, VisionConfig, load_clip_checkpoint
 from vidssl.models.temporal import (
@@ -90,7 +91,7 @@ def test_video_vit_forward_backward_every_switch(temporal: str, final: str) -> N
     e = model.feature_dim
     assert out.video.shape == (2, e) and out.frames.shape == (2, 4, e)
     assert out.patches.shape == (2, 4, 16, e)  # (32 / 8)^2 patches per frame
-    torch.testing.assert_close(model.forward_features(clip_batch()), out.video)
+    torch.testing.assert_close(pooled_features(model, clip_batch()), out.video)
     (out.video.sum() + out.patches.mean()).backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
@@ -128,13 +129,13 @@ def test_video_vit_other_sizes_and_errors() -> None:
     with pytest.raises(ValueError, match=r"\(N, 3, T, H, W\)"):
         model(torch.randn(1, 2, 4, 32, 32))
     x = clip_batch(1)
-    with torch.no_grad():  # Backbone contract: map + pool == forward_features
-        fmap = model.forward_features_map(x)
+    with torch.no_grad():  # Backbone contract: map, then pool == pooled features
+        fmap = model.forward_features(x)
         assert fmap.shape == (1, model.feature_dim, 4, 1, 1)
-        torch.testing.assert_close(model.pool_features(fmap), model.forward_features(x))
+        torch.testing.assert_close(model.pool_features(fmap), pooled_features(model, x))
         cl = model.to(memory_format=torch.channels_last_3d)  # ignored: a ViT has no 3D conv
         x3 = x.contiguous(memory_format=torch.channels_last_3d)
-        torch.testing.assert_close(cl(x3), model.forward_features(x))
+        torch.testing.assert_close(cl(x3), pooled_features(model, x))
     model.reset_classifier(7)
     assert model(clip_batch(1)).shape == (1, 7)
     with pytest.raises(ValueError, match="temporal='lstm'"):
@@ -289,7 +290,7 @@ def test_xclip_from_clip_checkpoint_keeps_zero_shot_alignment(checkpoints: dict)
     assert method.logit_scale.item() == pytest.approx(3.0)  # from the checkpoint
     x = clip_batch(2)
     with torch.no_grad():  # identity text projection: plain CLIP cosine x exp(logit_scale)
-        v = nn.functional.normalize(method.backbone.forward_features(x), dim=-1)
+        v = nn.functional.normalize(pooled_features(method.backbone, x), dim=-1)
         c = nn.functional.normalize(ckpt_text.encode(CLASSES), dim=-1)
     torch.testing.assert_close(method.zero_shot_logits(x), 3.0**0 * torch.e**3.0 * v @ c.T)
     out = method.training_step({"video": x, "label": torch.tensor([1, 3])})
@@ -304,6 +305,9 @@ def test_xclip_rejects_bad_setup() -> None:
 
         def forward_features(self, x: Tensor) -> Tensor:
             return x.flatten(1)[:, :8]
+
+        def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+            return x
 
     with pytest.raises(TypeError, match="forward_tokens"):
         XCLIP(Conv(), class_texts=CLASSES)

@@ -33,6 +33,7 @@ from vidssl.models.backbones.attention import (
     r2plus1d_18_sta,
     stage_frames,
 )
+from vidssl.models.backbones.base import pooled_features
 from vidssl.models.backbones.resnet3d import r2plus1d_18
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,10 +175,10 @@ def test_gates_at_one_reduce_to_the_plain_r2plus1d(attention: str) -> None:
     assert result.missing_keys and all(".extra." in k for k in result.missing_keys)
     x = torch.randn(2, 3, 4, 16, 16)
     with torch.no_grad():
-        assert not torch.allclose(model.forward_features(x), plain.forward_features(x))
+        assert not torch.allclose(pooled_features(model, x), pooled_features(plain, x))
         per_block = {"sa": 1, "ta": 1, "sa+ta": 2}[attention]
         assert pin_gates_to_one(model) == 8 * per_block  # every block of stages 2-5
-        assert torch.equal(model.forward_features(x), plain.forward_features(x))
+        assert torch.equal(pooled_features(model, x), pooled_features(plain, x))
 
 
 def test_attention_backbones_and_stage_frames() -> None:
@@ -189,7 +190,7 @@ def test_attention_backbones_and_stage_frames() -> None:
     assert plain.keys() == r2plus1d_18(width=0.125).state_dict().keys()
     for frames in (4, 9):
         model = ATTENTION_BACKBONES["r2plus1d_18_sta"](width=0.125, num_frames=frames)
-        out = model.forward_features(torch.randn(2, 3, frames, 16, 16))
+        out = pooled_features(model, torch.randn(2, 3, frames, 16, 16))
         assert out.shape == (2, model.feature_dim) and torch.isfinite(out).all()
     with pytest.raises(ValueError, match="attention"):
         r2plus1d_18_sta(attention="channel")
@@ -320,7 +321,7 @@ def test_mtcl_forward_backward_eq7_and_view_order() -> None:
     with torch.no_grad():
         h = method.features(batch["views"])  # (N, M, D)
         for i, view in enumerate(batch["views"]):
-            torch.testing.assert_close(h[:, i], method.backbone.forward_features(view))
+            torch.testing.assert_close(h[:, i], pooled_features(method.backbone, view))
         con = pretext_contrastive(h, [0, 0, 1, 1], 0.07)
         torch.testing.assert_close(method.training_step(batch)["loss_con"], con)
 

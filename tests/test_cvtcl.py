@@ -22,6 +22,7 @@ from vidssl.losses.cvtcl import (
 )
 from vidssl.methods.cvtcl import CVTCL
 from vidssl.models.backbones import create_backbone
+from vidssl.models.backbones.base import pooled_features
 
 T = 0.1
 
@@ -375,7 +376,7 @@ def _plain_moco_reference(m: CVTCL, batch: dict[str, Any]) -> float:
     with torch.no_grad():
         for name, s in m.streams().items():
             g, g_a = batch[{"rgb": "views", "flow": "flow_views"}[name]][:2]
-            q = F.normalize(s.projector(s.backbone.forward_features(g)), dim=1)
+            q = F.normalize(s.projector(pooled_features(s.backbone, g)), dim=1)
             k = s.keys(g_a)
             queue = s.queue.clone()
             total += float(np.mean([_nce(q[i], [k[i]], list(queue)) for i in range(4)]))
@@ -437,9 +438,9 @@ def test_cotrain_miner_is_the_frozen_query_encoder_in_eval_mode() -> None:
     with torch.no_grad():
         m.flow.eval()
         g_a = batch["flow_views"][1]
-        eval_z = F.normalize(m.flow.projector(m.flow_backbone.forward_features(g_a)), dim=1)
+        eval_z = F.normalize(m.flow.projector(pooled_features(m.flow_backbone, g_a)), dim=1)
         m.flow.train()
-        train_z = F.normalize(m.flow.projector(m.flow_backbone.forward_features(g_a)), dim=1)
+        train_z = F.normalize(m.flow.projector(pooled_features(m.flow_backbone, g_a)), dim=1)
     assert torch.allclose(written, eval_z, atol=1e-5)
     assert not torch.allclose(written, train_z, atol=1e-3)
 

@@ -29,7 +29,8 @@ SHAPE = (3, 2, 4, 4)  # (C, T, H, W)
 
 
 class TinyBackbone(nn.Module):
-    """Implements the Backbone contract: (N, C, T, H, W) -> (N, feature_dim)."""
+    """Implements the Backbone contract: (N, C, T, H, W) -> (N, feature_dim) features (its
+    "map"), ``forward_head`` the identity."""
 
     feature_dim = 16
 
@@ -39,6 +40,9 @@ class TinyBackbone(nn.Module):
 
     def forward_features(self, x: Tensor) -> Tensor:
         return torch.relu(self.fc(x.flatten(1)))  # (N, C, T, H, W) -> (N, C*T*H*W) -> (N, F)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        return x  # already pooled, no classifier
 
 
 def fixed(*shape: int, seed: int) -> Tensor:

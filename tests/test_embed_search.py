@@ -18,6 +18,7 @@ from vidssl.data.sources import open_video
 from vidssl.eval import collection as coll
 from vidssl.eval.search import FaissSearch, TorchSearch, faiss_available
 from vidssl.eval.weights import read_weights
+from vidssl.models.backbones.base import pooled_features
 
 RANDOM = ["--checkpoint", "random", "--backbone", "r3d_18", "--width", "0.125"]
 TINY = ["num_clips=2", "clip_len=4", "stride=2", "size=32", "progress=false", "amp=none"]
@@ -35,7 +36,7 @@ def reference_embedding(path: Path, num_clips: int = 2) -> torch.Tensor:
     with open_video(path) as video:
         clips = recipe(video, np.random.default_rng(0))["clips"]  # (K, C, T, H, W)
     with torch.no_grad():
-        z = F.normalize(model.forward_features(clips), dim=1)  # (K, D)
+        z = F.normalize(pooled_features(model, clips), dim=1)  # (K, D)
     return F.normalize(z.mean(0), dim=0)
 
 

@@ -35,6 +35,7 @@ from vidssl.eval.weights import read_weights
 from vidssl.methods import METHODS
 from vidssl.methods.supervised import Supervised
 from vidssl.models.backbones import create_backbone
+from vidssl.models.backbones.base import pooled_features
 
 MODEL = ["--backbone", "r3d_18", "--width", "0.125"]
 # 16 synthetic videos (12 train, 4 test), 4 motion and 2 appearance classes, 8 frames of 16 px
@@ -251,7 +252,7 @@ def test_supervised_method_loss_is_cross_entropy_and_falls():
     labels = torch.tensor([0, 1, 2, 0, 1, 2])
     model.eval()
     out = model.training_step({"video": video, "label": labels})
-    reference = F.cross_entropy(model.head(model.backbone.forward_features(video)), labels)
+    reference = F.cross_entropy(model.head(pooled_features(model.backbone, video)), labels)
     assert torch.allclose(out["loss"], reference) and 0.0 <= out["acc"].item() <= 1.0
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -347,3 +348,29 @@ def test_shipped_eval_configs_load(path, tmp_path, monkeypatch):
         fields, data = parse_settings(str(path), [])
         cfg = eval_config_from_dict(fields)
         assert not data and cfg.num_clips >= 1
+
+
+def test_one_driver_runs_text_protocols_and_rejects_them_on_bare_weights(monkeypatch, tmp_path):
+    """evaluate() drives text protocols too (through vidssl.app.zeroshot.evaluate_text); a text
+    protocol needs the method's checkpoint file, not backbone weights."""
+    import vidssl.app.zeroshot as zeroshot
+    from vidssl.config import ConfigError
+    from vidssl.eval.stats import EvalResult
+
+    weights = read_weights("random", backbone="r3d_18", width=0.125)
+    with pytest.raises(ConfigError, match="method checkpoint"):
+        evaluate(weights, protocols=["closed-set"])
+    calls = []
+
+    def fake(checkpoint, protocol, settings, dataset_args):
+        calls.append((checkpoint, protocol, dataset_args))
+        info = {"dataset": "synthetic", "classes": ["a"]}
+        return EvalResult(protocol, "1", {"top1": 0.5}, 0, "motion", info)
+
+    monkeypatch.setattr(zeroshot, "evaluate_text", fake)
+    out = evaluate(
+        "x.pt", protocols=["closed-set", "zeroshot"], dataset_args={"n": 1}, out_dir=tmp_path
+    )
+    assert [r.protocol for r in out] == ["closed-set", "zeroshot"]
+    assert calls == [("x.pt", "closed-set", {"n": 1}), ("x.pt", "zeroshot", {"n": 1})]
+    assert (tmp_path / "eval" / "zeroshot-synthetic-motion.json").is_file()

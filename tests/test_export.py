@@ -12,6 +12,7 @@ import torch
 
 from vidssl.app.cli import main
 from vidssl.eval.weights import read_weights
+from vidssl.models.backbones.base import pooled_features
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "torchvision_video_models.json"
 TORCHVISION = json.loads(FIXTURE.read_text())["models"]
@@ -69,6 +70,6 @@ def test_onnx_export_matches_pytorch_under_onnxruntime(tmp_path, capsys):
     x = torch.randn(3, 3, 4, 32, 32, generator=torch.Generator().manual_seed(1))  # batch 3 != 2
     (got,) = session.run(None, {"clips": x.numpy()})
     with torch.no_grad():
-        want = model.forward_features(x).numpy()
+        want = pooled_features(model, x).numpy()
     assert got.shape == (3, 64)
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)

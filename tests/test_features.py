@@ -22,7 +22,8 @@ from vidssl.eval.features import (
 
 
 class MeanPixel(nn.Module):
-    """A backbone whose feature is the per-channel mean pixel value: (N, C, T, H, W) -> (N, C)."""
+    """A backbone whose pooled feature is the per-channel mean pixel value: (N, C, T, H, W) ->
+    (N, C); its map is the clip itself."""
 
     feature_dim = 3
 
@@ -34,6 +35,9 @@ class MeanPixel(nn.Module):
         self.calls += 1
         assert not torch.is_grad_enabled()
         assert not self.training
+        return x
+
+    def forward_head(self, x, pre_logits=False):
         return x.mean(dim=(2, 3, 4))
 
 

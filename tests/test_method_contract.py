@@ -32,6 +32,9 @@ class TinyBackbone(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return x.flatten(1)[:, :4]
 
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return x
+
 
 def test_base_hooks_have_safe_defaults() -> None:
     method = Method(TinyBackbone())

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from vidssl.losses import moco_loss, negative_cosine
 from vidssl.methods import BYOL, CVRL, METHODS, Method, MoCo, SimSiam
 from vidssl.methods.base import cosine_momentum, ema_update_
+from vidssl.models.backbones.base import pooled_features
 from vidssl.models.heads import PredictorHead, ProjectionHead
 
 SHAPE = (3, 2, 4, 4)  # (C, T, H, W)
@@ -23,7 +24,8 @@ CONTRASTIVE = ["byol", "cvrl", "moco", "simclr", "simsiam"]
 
 
 class TinyBackbone(nn.Module):
-    """Implements the Backbone contract: (N, C, T, H, W) -> (N, feature_dim)."""
+    """Implements the Backbone contract: (N, C, T, H, W) -> (N, feature_dim) features (its
+    "map"), ``forward_head`` the identity."""
 
     feature_dim = 16
 
@@ -33,6 +35,9 @@ class TinyBackbone(nn.Module):
 
     def forward_features(self, x: Tensor) -> Tensor:
         return torch.relu(self.fc(x.flatten(1)))  # (N, C, T, H, W) -> (N, C*T*H*W) -> (N, F)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        return x  # already pooled, no classifier
 
 
 TINY_KWARGS: dict[str, dict[str, Any]] = {  # beyond the shared hidden_dim / out_dim
@@ -109,7 +114,7 @@ def test_simsiam_stop_gradient() -> None:
 
     def grads(detach: bool) -> list[Tensor]:
         method.zero_grad()
-        z1, z2 = (method.projector(method.backbone.forward_features(v)) for v in (v1, v2))
+        z1, z2 = (method.projector(pooled_features(method.backbone, v)) for v in (v1, v2))
         p1, p2 = method.predictor(z1), method.predictor(z2)
         t1, t2 = (z1.detach(), z2.detach()) if detach else (z1, z2)
         (0.5 * negative_cosine(p1, t2) + 0.5 * negative_cosine(p2, t1)).backward()
@@ -169,8 +174,8 @@ def test_moco_step_matches_reference_and_enqueues() -> None:
     queue0, ptr0 = method.queue.clone(), int(method.queue_ptr)
     out = method.training_step({"views": [v1, v2]})
     with torch.no_grad():
-        q = method.projector(method.backbone.forward_features(v1))
-        k = F.normalize(method.key_projector(method.key_backbone.forward_features(v2)), dim=1)
+        q = method.projector(pooled_features(method.backbone, v1))
+        k = F.normalize(method.key_projector(pooled_features(method.key_backbone, v2)), dim=1)
     torch.testing.assert_close(out["loss"], moco_loss(q, k, queue0, 0.07))
     torch.testing.assert_close(method.queue[ptr0 : ptr0 + 4], k)
     torch.testing.assert_close(method.queue[ptr0 + 4 :], queue0[ptr0 + 4 :])

@@ -28,6 +28,7 @@ from vidssl.eval.protocols import (
 )
 from vidssl.eval.stats import EvalResult
 from vidssl.eval.temporal_order import TemporalOrder, TimeReversed
+from vidssl.models.backbones.base import pooled_features
 
 MODEL = ["--checkpoint", "random", "--backbone", "r3d_18", "--width", "0.125"]
 DATA = ["data.num_videos=16", "data.frames=8", "data.size=16", "data.num_motions=4"]
@@ -104,10 +105,13 @@ def test_temporal_order_probe_separates_an_arrow_of_time_and_not_a_bag_of_frames
 def test_time_reversed_backbone_flips_the_time_axis() -> None:
     class Last(nn.Module):
         def forward_features(self, x: Tensor) -> Tensor:
-            return x[:, :, -1].flatten(1)  # the last frame: (B, C, T, H, W) -> (B, C*H*W)
+            return x[:, :, -1]  # the last frame: (B, C, T, H, W) -> (B, C, H, W)
+
+        def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+            return x.flatten(1)  # (B, C, H, W) -> (B, C*H*W)
 
     x = torch.randn(2, 3, 4, 2, 2)
-    assert torch.equal(TimeReversed(Last()).forward_features(x), x[:, :, 0].flatten(1))
+    assert torch.equal(pooled_features(TimeReversed(Last()), x), x[:, :, 0].flatten(1))
 
 
 def test_temporal_order_through_vidssl_eval(tmp_path: Path) -> None:

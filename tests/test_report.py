@@ -51,10 +51,11 @@ class TwoRegionNet(nn.Module):
                 self.head.weight.copy_(torch.eye(3)[:num_classes])
 
     def forward_features(self, x):
-        return self.pool(self.stage(x)).flatten(1)  # (N, C, 1, 1, 1) -> (N, C)
+        return self.stage(x)  # the map (N, C, T, H', W')
 
-    def forward_head(self, feats):
-        return self.head(feats)
+    def forward_head(self, x, pre_logits=False):
+        feats = self.pool(x).flatten(1)  # (N, C, 1, 1, 1) -> (N, C)
+        return feats if pre_logits else self.head(feats)
 
 
 def _two_region_clip():
@@ -105,7 +106,7 @@ def test_grad_cam_batch_class_target_and_centroids():
 
 
 class _FeaturesOnly(nn.Module):
-    """Hides a backbone's forward_features_map so Grad-CAM must find the stage by hooks."""
+    """Hides that a module is a Backbone so Grad-CAM must find the stage by hooks."""
 
     def __init__(self, backbone):
         super().__init__()
@@ -113,6 +114,9 @@ class _FeaturesOnly(nn.Module):
 
     def forward_features(self, x):
         return self.backbone.forward_features(x)
+
+    def forward_head(self, x, pre_logits=False):
+        return self.backbone.forward_head(x, pre_logits=pre_logits)
 
 
 def test_grad_cam_on_every_registered_backbone():
@@ -127,7 +131,7 @@ def test_grad_cam_on_every_registered_backbone():
         assert torch.isfinite(cam).all() and cam.min() >= 0 and cam.max() <= 1, name
         if name == "vit_clip":
             continue  # no conv stage: its map is the per-frame class tokens, (N, E, T, 1, 1)
-        # hook-based detection of the last conv stage agrees with forward_features_map
+        # hook-based detection of the last conv stage agrees with the forward_features map
         assert torch.allclose(
             grad_cam(_FeaturesOnly(model), clip, reference=ref), cam, atol=1e-5
         ), name

@@ -33,8 +33,9 @@ def load_backbone(
     ``"random"`` (then both are required; weights drawn from ``seed``). ``stream`` picks the
     RGB backbone, the flow backbone or both averaged of a two-stream (CVTCL) checkpoint.
 
-    ``model.forward_features(x)``: ``(N, C, T, H, W)`` float clips (as :func:`read_clip`
-    returns them, stacked) -> ``(N, D)`` pooled features. Raises ``FileNotFoundError`` or
+    ``model(x)`` (= ``model.forward_head(model.forward_features(x), pre_logits=True)``, timm's
+    meaning; ``forward_features`` alone is the unpooled map): ``(N, C, T, H, W)`` float clips
+    (as :func:`read_clip` returns them, stacked) -> ``(N, D)`` pooled features. Raises ``FileNotFoundError`` or
     ``vidssl.config.ConfigError`` (a ``ValueError``) naming the file.
     """
     return read_weights(checkpoint, backbone=backbone, width=width, stream=stream).build(seed)
@@ -104,8 +105,10 @@ def embed_videos(
 
     weights = read_weights(checkpoint, backbone=backbone, width=width, stream=stream)
     clip = weights.clip_settings(clip_len, stride, size)
-    recipe = eval_recipe(weights, clip, num_clips, num_crops)
     model = weights.build(0).to(device)
+    recipe = eval_recipe(
+        model.modalities, clip, num_clips, num_crops, input_args=weights.input_args()
+    )
     loader = embed_loader(list(paths), recipe, batch_size=batch_size, workers=workers)
     out: Tensor | None = None
     errors: list[str] = []

@@ -397,10 +397,13 @@ def evaluate_cell(bench: Bench, plan: CellPlan, stream: str | None = None) -> li
     """The cell's results: its checkpoint (on ``stream`` of a two-stream checkpoint, when
     given), or a random init drawn from the cell's seed."""
     from vidssl.app.evaluate import evaluate
+    from vidssl.eval.weights import Weights, read_weights
 
     data, seed, eval_cfg = bench.base.data, plan.cell.seed, bench.eval_cfg
-    kwargs: dict[str, Any] = {"seeds": 1, **({"stream": stream} if stream else {})}
-    checkpoint = str(plan.run_dir / "last.pt")
+    kwargs: dict[str, Any] = {"seeds": 1}
+    checkpoint: str | Weights = str(plan.run_dir / "last.pt")
+    if stream:  # one stream of a two-stream checkpoint, read as a backbone of its own
+        checkpoint = read_weights(checkpoint, stream=stream)
     if plan.config is None:  # random init: the shared backbone and clip settings
         checkpoint = "random"
         kwargs = {

@@ -31,7 +31,7 @@ checkpoint is evaluated, into the last stage's folder. A cell without ``stages``
 in ``cell/run/`` (``cell/config.yaml``, no per-stage marker).
 
 Streams. Each name in ``eval_streams`` (a key of :data:`STREAM_LABELS`) is one evaluation of
-the trained checkpoint, ``evaluate(..., stream=name)``, and one table row (``cvtcl (rgb)``,
+the trained checkpoint read as that stream's backbone (``evaluate(read_weights(..., stream=name))``), and one table row (``cvtcl (rgb)``,
 ``cvtcl (flow)``, ``cvtcl (rgb+flow)``) that shares the cell's training figures. The RGB
 results go to ``<run>/eval/`` (what ``vidssl report`` draws), the others to
 ``<run>/streams/<stream>/eval/``. The feature cache key includes the stream
@@ -60,7 +60,7 @@ HARNESS_KEYS = ("stages", "eval_streams", "text_protocols")
 INIT_CHECKPOINT = "init_checkpoint"  # method keyword: a later stage gets the previous last.pt
 CHECKPOINT = "last.pt"  # the engine's checkpoint in a run folder
 METRICS = "metrics.jsonl"  # the engine's log in a run folder
-# evaluation stream (vidssl.app.evaluate.evaluate's `stream`) -> row label ("{}" = the method)
+# evaluation stream (vidssl.models.two_stream.STREAMS) -> row label ("{}" = the method)
 STREAM_LABELS: dict[str, str] = {"rgb": "{} (rgb)", "flow": "{} (flow)", "both": "{} (rgb+flow)"}
 # bytes in one unit of ru_maxrss: KiB on Linux, bytes on macOS
 RSS_UNIT = 1 if sys.platform == "darwin" else 1024

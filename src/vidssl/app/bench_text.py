@@ -7,7 +7,7 @@ language-video checkpoint, after the preset's ``eval.protocols``.
         text_protocols: [closed-set, zeroshot]
 
 Each name in ``text_protocols`` (a text protocol of ``vidssl.eval.protocols.PROTOCOLS``) runs
-:func:`vidssl.app.zeroshot.evaluate_text` on the cell's evaluated checkpoint (the last
+:func:`vidssl.app.evaluate.evaluate` (text protocols) on the cell's evaluated checkpoint (the last
 stage's ``last.pt``), exactly as ``vidssl eval closed-set|zeroshot`` does: every test video
 (``zeroshot``: only those of the held-out classes) is scored against the class texts
 (``zeroshot``: only the held-out ones), averaging the softmax over K = clips x crops views.
@@ -103,14 +103,11 @@ def plan_text(
 
 def evaluate_text_protocols(text: TextPlan, run_dir: Path) -> list[EvalResult]:
     """Run every text protocol on ``run_dir/last.pt``; results saved in ``run_dir/eval/``."""
-    from vidssl.app import zeroshot
+    from vidssl.app.evaluate import evaluate
 
-    results = []
-    for protocol in text.protocols:
-        result = zeroshot.evaluate_text(run_dir / CHECKPOINT, protocol, text.settings)
-        zeroshot.save_text_result(result, protocol, run_dir)
-        results.append(result)
-    return results
+    return evaluate(
+        str(run_dir / CHECKPOINT), protocols=text.protocols, out_dir=run_dir, text_cfg=text.settings
+    )
 
 
 def text_notes(records: Sequence[dict[str, Any]]) -> str:

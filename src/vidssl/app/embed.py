@@ -121,14 +121,18 @@ def run(args: argparse.Namespace) -> int:
         cfg = eval_config_from_dict(fields)
         paths, opener = list_videos(args.src, args.data, args.subsets, data_args)
         weights = read_weights(
-            args.checkpoint, backbone=args.backbone, width=args.width, stream=args.stream
+            args.checkpoint,
+            backbone=args.backbone,
+            width=args.width,
+            stream=args.stream,
+            flow_root=args.flow_root,
         )
         meta = {
             "checkpoint": weights.checkpoint,
             "weights": weights.key(0),
             "backbone": weights.backbone,
             "width": weights.width,
-            "stream": weights.stream,
+            "stream": args.stream,
             "source": str(args.src),
             "data": args.data,
             "settings": {
@@ -203,12 +207,12 @@ def embed_missing(
     if amp_dtype is not None and device.type == "cpu":
         guard_bf16_conv3d(model)  # oneDNN bf16 conv3d defect, see precision.py
     recipe = eval_recipe(
-        weights,
+        model.modalities,
         meta["settings"],
         cfg.num_clips,
         cfg.num_crops,
-        flow_root=args.flow_root,
-        rgb_root=str(args.src),
+        input_args=weights.input_args(),
+        root=str(args.src),
     )
     loader = embed_loader(
         todo, recipe, batch_size=cfg.batch_size, workers=cfg.workers, opener=opener, pin_memory=cuda

@@ -106,6 +106,19 @@ def _print_tables(results: list[Any], title: str) -> None:
         print(to_markdown(table), end="")
 
 
+def _print_text_result(result: Any, protocol: str, out: str | None) -> int:
+    """The table of a text protocol's result and where it was written."""
+    from vidssl.app.zeroshot import text_result_path
+    from vidssl.eval.stats import results_tables, to_markdown
+
+    for table in results_tables([result]):
+        print(f"\n{protocol}: {table.title} (%)")
+        print(to_markdown(table), end="")
+    where = text_result_path(result, protocol, Path(out)) if out is not None else "nothing"
+    print(f"\nclasses: {', '.join(result.info['classes'])}; wrote {where}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from vidssl import dist
     from vidssl.app.evaluate import (
@@ -115,21 +128,36 @@ def run(args: argparse.Namespace) -> int:
         evaluate,
     )
     from vidssl.config import ConfigError
+    from vidssl.eval.protocols import text_settings_from_dict
+    from vidssl.eval.weights import read_weights
 
-    if args.protocol in names("text"):  # a language-video checkpoint's own method
-        from vidssl.app.zeroshot import run_protocol
-
-        return run_protocol(args)
+    text = args.protocol in names("text")  # run on a language-video checkpoint's own method
     protocols = list(ALL) if args.protocol == "all" else [args.protocol]
     out = args.out
     if out is None and args.checkpoint != RANDOM:
         out = str(Path(args.checkpoint).parent)
     try:
+        if text:
+            fields, data_args = parse_settings(args.config, list(args.overrides))
+            results = evaluate(
+                args.checkpoint,
+                protocols=protocols,
+                dataset_args=data_args,
+                out_dir=out,
+                text_cfg=text_settings_from_dict(fields),
+            )
+            return _print_text_result(results[0], args.protocol, out)
         check_protocols(protocols)
         fields, data_args = parse_settings(args.config, list(args.overrides))
         cfg = eval_config_from_dict(fields)
         results = evaluate(
-            args.checkpoint,
+            read_weights(
+                args.checkpoint,
+                backbone=args.backbone,
+                width=args.width,
+                stream=args.stream,
+                flow_root=args.flow_root,
+            ),
             protocols=protocols,
             dataset=args.data,
             root=args.root,
@@ -138,10 +166,6 @@ def run(args: argparse.Namespace) -> int:
             seeds=args.seeds,
             out_dir=out,
             eval_cfg=cfg,
-            backbone=args.backbone,
-            width=args.width,
-            stream=args.stream,
-            flow_root=args.flow_root,
         )
     except (ConfigError, FileNotFoundError) as err:
         print(f"vidssl eval: {err}", file=sys.stderr)

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from vidssl import dist
+from vidssl.app import zeroshot
 from vidssl.app.finetune import train_network
 from vidssl.config import ConfigError
 from vidssl.eval.artefacts import save_artefacts
@@ -38,6 +39,7 @@ from vidssl.eval.protocols import (
     eval_config_from_dict,
     names,
 )
+from vidssl.eval.protocols import check_protocols as check_all_protocols
 from vidssl.eval.run import run_protocol
 from vidssl.eval.splits import (
     check_dataset_args,
@@ -46,7 +48,8 @@ from vidssl.eval.splits import (
     split_args,
 )
 from vidssl.eval.stats import EvalResult
-from vidssl.eval.weights import RANDOM, read_weights
+from vidssl.eval.text_match import TextSettings
+from vidssl.eval.weights import RANDOM, Weights, read_weights
 
 __all__ = ["RANDOM", "EvalConfig", "check_protocols", "eval_config_from_dict", "evaluate"]
 
@@ -55,14 +58,13 @@ __all__ = ["RANDOM", "EvalConfig", "check_protocols", "eval_config_from_dict", "
 
 
 def check_protocols(protocols: Sequence[str]) -> list[str]:
-    """Known protocol names, de-duplicated in order; :class:`ConfigError` names a bad one."""
-    from vidssl.eval.protocols import check_protocols as check
-
-    return check(protocols, names("features", "network"))
+    """Known feature / network protocol names (those that run on a backbone), de-duplicated in
+    order; :class:`ConfigError` names a bad one."""
+    return check_all_protocols(protocols, names("features", "network"))
 
 
 def evaluate(
-    checkpoint: str,
+    checkpoint: str | Weights,
     *,
     protocols: Sequence[str] = ("retrieval", "linear"),
     dataset: str = "synthetic",
@@ -75,19 +77,28 @@ def evaluate(
     backbone: str | None = None,
     width: float | None = None,
     first_seed: int = 0,
-    stream: str = "rgb",
-    flow_root: str | None = None,
+    text_cfg: TextSettings | None = None,
 ) -> list[EvalResult]:
-    """Run ``protocols`` (the feature and network protocols of :data:`vidssl.eval.protocols.PROTOCOLS`) and return one result per run.
+    """Run ``protocols`` (names of :data:`vidssl.eval.protocols.PROTOCOLS`) and return one result per run: the one evaluation driver.
 
-    For every split (1, 2, 3, or all three for ``"all"``), seed (``first_seed`` ..
-    ``first_seed + seeds - 1``) and label set of the dataset (the synthetic set has
-    ``"motion"`` and ``"appearance"``, reported separately) each protocol gives one
-    :class:`EvalResult`; tables over them show mean ± std. ``dataset`` is a name in ``vidssl.data.datasets.DATASETS``, ``root`` its
-    folder, ``dataset_args`` further builder keywords (e.g. ``{"num_videos": 64}``).
-    ``checkpoint`` / ``backbone`` / ``width`` as in :func:`vidssl.eval.weights.read_weights`. ``stream`` picks
-    the stream of a two-stream (CVTCL) checkpoint: ``"rgb"``, ``"flow"`` or ``"both"``
-    (features averaged); flow is read from ``flow_root`` (mirroring ``root``) or computed.
+    Each protocol runs on the job its ``needs`` asks for. Feature and network protocols
+    (``retrieval``, ``linear``, ``finetune``, ...) run on the checkpoint's backbone
+    (:func:`run_backbone_protocols`): for every split (1, 2, 3, or all three for ``"all"``),
+    seed (``first_seed`` .. ``first_seed + seeds - 1``) and label set of the dataset (the
+    synthetic set has ``"motion"`` and ``"appearance"``, reported separately) each gives one
+    :class:`EvalResult`; tables over them show mean ± std. ``dataset`` is a name in
+    ``vidssl.data.datasets.DATASETS``, ``root`` its folder, ``dataset_args`` further builder
+    keywords (e.g. ``{"num_videos": 64}``). ``checkpoint`` / ``backbone`` / ``width`` as in
+    :func:`vidssl.eval.weights.read_weights`, or ``checkpoint`` read already (a
+    :class:`vidssl.eval.weights.Weights`, e.g. one stream of a two-stream checkpoint:
+    ``read_weights(path, stream="flow")``); the clips given to the backbone are those its
+    ``modalities`` name.
+
+    Text protocols (``closed-set``, ``zeroshot``) run on the trained language-video method of
+    the ``checkpoint`` file, on its own training dataset (``dataset_args`` override its
+    builder arguments), with ``text_cfg``: one result each
+    (:func:`vidssl.app.zeroshot.evaluate_text`), written to ``out_dir/eval/<protocol>-
+    <dataset>-<label set>.json``.
 
     With ``out_dir`` the results are written to ``out_dir/eval/<protocol>-<dataset>-split<s>-
     seed<n>-<label set>.json`` plus the report's artefacts (``retrieval_examples.pt``,
@@ -97,6 +108,53 @@ def evaluate(
     :class:`ConfigError` (a ``ValueError`` naming the argument), ``FileNotFoundError``.
     Under ``torchrun`` the fine-tune trains on every rank; everything else runs on rank 0.
     """
+    names_ = check_all_protocols(protocols, names())
+    text = [n for n in names_ if PROTOCOLS[n].needs == "text"]
+    backbone_protocols = [n for n in names_ if n not in text]
+    if text and isinstance(checkpoint, Weights):
+        raise ConfigError(
+            "--checkpoint", "text protocols read a method checkpoint file, not backbone weights"
+        )
+    results: list[EvalResult] = []
+    if backbone_protocols:
+        results += run_backbone_protocols(
+            checkpoint,
+            backbone_protocols,
+            dataset=dataset,
+            root=root,
+            dataset_args=dataset_args,
+            split=split,
+            seeds=seeds,
+            out_dir=out_dir,
+            eval_cfg=eval_cfg,
+            backbone=backbone,
+            width=width,
+            first_seed=first_seed,
+        )
+    for name in text:
+        result = zeroshot.evaluate_text(str(checkpoint), name, text_cfg, dataset_args)
+        if out_dir is not None:
+            zeroshot.save_text_result(result, name, Path(out_dir))
+        results.append(result)
+    return results
+
+
+def run_backbone_protocols(
+    checkpoint: str | Weights,
+    protocols: Sequence[str],
+    *,
+    dataset: str,
+    root: str | None,
+    dataset_args: dict[str, Any] | None,
+    split: int | str,
+    seeds: int,
+    out_dir: str | Path | None,
+    eval_cfg: EvalConfig | None,
+    backbone: str | None,
+    width: float | None,
+    first_seed: int,
+) -> list[EvalResult]:
+    """The feature and network protocols of :func:`evaluate` on the checkpoint's backbone."""
     cfg = eval_cfg or EvalConfig()
     check_eval_config(cfg)
     names_ = check_protocols(protocols)
@@ -110,7 +168,11 @@ def evaluate(
     check_dataset_args(dataset, root, args)
     for s in splits:
         split_args(dataset, root, args, s)  # a split the dataset lacks fails here
-    weights = read_weights(checkpoint, backbone=backbone, width=width, stream=stream)
+    weights = (
+        checkpoint
+        if isinstance(checkpoint, Weights)
+        else read_weights(checkpoint, backbone=backbone, width=width)
+    )
 
     from vidssl.app.train.precision import guard_bf16_conv3d, resolve_amp
 
@@ -132,7 +194,6 @@ def evaluate(
         cache_dir,
         eval_dir,
         info,
-        flow_root=flow_root,
     )
     results: list[EvalResult] = []
     for s in splits:
@@ -142,7 +203,7 @@ def evaluate(
             if amp_dtype == torch.bfloat16 and device.type == "cpu":
                 guard_bf16_conv3d(model)  # oneDNN bf16 conv3d defect, see precision.py
             first = s == splits[0] and seed == first_seed  # the report's artefacts come from here
-            first = first and stream == "rgb"  # artefacts read RGB clips (no flow/both yet)
+            first = first and model.modalities == ("rgb",)  # artefacts read RGB clips
             job = Job(ctx, model, seed, data, train_network)
             for name in frozen:
                 results += run_protocol(job, name)

@@ -5,7 +5,7 @@
 
 torchvision: a plain state dict (``torch.save``) that ``torchvision.models.video``'s model of
 the same name loads with ``strict=True`` (head removed, or ``--num-classes N`` for a zero
-head; see :mod:`vidssl.eval.export`). onnx: ``forward_features`` as an ONNX graph (input
+head; see :mod:`vidssl.eval.export`). onnx: the pooled features as an ONNX graph (input
 ``clips`` (N, C, T, H, W), output ``features`` (N, D)); with onnxruntime installed its output
 is checked against PyTorch's (max abs difference printed; exit 1 above 1e-4).
 
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     clip = weights.clip_settings(args.clip_len, 0.0, args.size)
     model = weights.build(0)
-    example = example_clips(weights, clip, batch=2)
+    example = example_clips(model, clip, batch=2)
     try:
         export_onnx(model, args.out, example)
     except RuntimeError as err:
@@ -94,10 +94,12 @@ def check_onnx(path: Path, model: Any, example: Any) -> int:
         return 0
     import onnxruntime
 
+    from vidssl.models.backbones.base import pooled_features
+
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {"clips": example.numpy()})
     with torch.no_grad():
-        want = model.forward_features(example).numpy()
+        want = pooled_features(model, example).numpy()
     diff = float(abs(got - want).max())
     print(f"onnxruntime vs PyTorch: max abs difference {diff:.2e} (tolerance {ONNX_TOLERANCE:g})")
     return 0 if diff <= ONNX_TOLERANCE else 1

@@ -85,8 +85,8 @@ def embed_query(collection: Any, path: str) -> np.ndarray:
     if weights.key(0) != meta["weights"]:
         raise ValueError(f"{meta['checkpoint']} has changed since the collection was embedded")
     s = meta["settings"]
-    recipe = eval_recipe(weights, s, s["num_clips"], s["num_crops"])
     model = weights.build(0)
+    recipe = eval_recipe(model.modalities, s, s["num_clips"], s["num_crops"])
     chunks = list(
         iter_embedding_chunks(model, embed_loader([path], recipe), clip_norm=s["clip_norm"])
     )

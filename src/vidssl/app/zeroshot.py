@@ -16,20 +16,20 @@ video's prediction is the mean over its K views of the softmax of the scaled cos
 
 Settings (``--config FILE`` / ``key=value``, fields of :class:`vidssl.eval.text_match.TextSettings`) and dataset
 overrides (``data.num_videos=64``) as for the other ``vidssl eval`` protocols; the dataset is
-the checkpoint's training dataset (``data.dataset`` / ``data.root`` / ``data.args``).
+the checkpoint's training dataset (``data.dataset`` / ``data.root`` / ``data.args``). The
+driver is :func:`vidssl.app.evaluate.evaluate`, which runs every protocol; this module holds
+the text protocols' model and data.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from vidssl.config import Config, ConfigError, config_from_dict
-from vidssl.eval.protocols import PROTOCOLS, names, text_settings_from_dict
+from vidssl.eval.protocols import PROTOCOLS, names
 from vidssl.eval.stats import EvalResult
 from vidssl.eval.text_match import TextSettings, VideoTextJob, text_match_metrics  # noqa: F401
 
@@ -104,11 +104,15 @@ def _dataset(
 # ---------------------------------------------------------------------------- protocols
 
 
-def save_text_result(result: EvalResult, protocol: str, out: Path) -> Path:
-    """Write ``result`` to ``out/eval/<protocol>-<dataset>-<label set>.json`` (what
-    ``vidssl report`` reads); returns the path."""
+def text_result_path(result: EvalResult, protocol: str, out: Path) -> Path:
+    """``out/eval/<protocol>-<dataset>-<label set>.json`` (what ``vidssl report`` reads)."""
     dataset = result.info.get("dataset", "data")
-    return result.save(out / "eval" / f"{protocol}-{dataset}-{result.label_set}.json")
+    return out / "eval" / f"{protocol}-{dataset}-{result.label_set}.json"
+
+
+def save_text_result(result: EvalResult, protocol: str, out: Path) -> Path:
+    """Write ``result`` to :func:`text_result_path`; returns the path."""
+    return result.save(text_result_path(result, protocol, out))
 
 
 def evaluate_text(
@@ -151,28 +155,3 @@ def evaluate_text(
             "prompt_mode": cfg.method.hparams.get("prompt_mode"),
         },
     )
-
-
-def run_protocol(args: argparse.Namespace) -> int:
-    """``vidssl eval closed-set|zeroshot``: the arguments of ``vidssl.app.eval``."""
-    from vidssl.app.eval_settings import parse_settings
-    from vidssl.eval.stats import results_tables, to_markdown
-
-    try:
-        fields, data_args = parse_settings(args.config, list(args.overrides))
-        result = evaluate_text(
-            args.checkpoint, args.protocol, text_settings_from_dict(fields), data_args
-        )
-    except (ConfigError, FileNotFoundError) as err:
-        print(f"vidssl eval: {err}", file=sys.stderr)
-        return 2
-    except (ValueError, RuntimeError) as err:
-        print(f"vidssl eval: failed: {err}", file=sys.stderr)
-        return 1
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent
-    path = save_text_result(result, args.protocol, out)
-    for table in results_tables([result]):
-        print(f"\n{args.protocol}: {table.title} (%)")
-        print(to_markdown(table), end="")
-    print(f"\nclasses: {', '.join(result.info['classes'])}; wrote {path}")
-    return 0

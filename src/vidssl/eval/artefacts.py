@@ -108,23 +108,21 @@ def class_name(names: Sequence[str], label: int) -> str:
     return names[label] if 0 <= label < len(names) else f"class {label}"
 
 
-class _Classifier(nn.Module):
+class _Classifier(Backbone):
     """Backbone + head seen as one backbone with a classifier (what Grad-CAM's class score needs)."""
 
     def __init__(self, backbone: Backbone, head: nn.Module) -> None:
         super().__init__()
         self.backbone, self.head = backbone, head
-
-    def forward_features_map(self, x: Tensor) -> Tensor:
-        return self.backbone.forward_features_map(x)
-
-    def pool_features(self, fmap: Tensor) -> Tensor:
-        return self.backbone.pool_features(fmap)
+        self.feature_dim, self.in_channels = backbone.feature_dim, backbone.in_channels
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.backbone.forward_features(x)
 
-    def forward_head(self, feats: Tensor) -> Tensor:
+    def pool_features(self, fmap: Tensor) -> Tensor:
+        return self.backbone.pool_features(fmap)
+
+    def logits(self, feats: Tensor) -> Tensor:
         return self.head(feats)
 
 

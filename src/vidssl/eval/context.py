@@ -33,6 +33,7 @@ from vidssl.eval.splits import SplitData, item_labels, labelled_keys
 from vidssl.eval.temporal_order import TimeReversed
 from vidssl.eval.weights import Weights
 from vidssl.models.backbones.base import Backbone
+from vidssl.models.two_stream import stream_of
 
 
 @dataclass
@@ -50,7 +51,6 @@ class Context:
     eval_dir: Path | None
     dist_info: dist.DistInfo  # this process's rank / world (torchrun), 0 of 1 otherwise
     memory: dict[str, Features] = field(default_factory=dict)  # in-process feature cache
-    flow_root: str | None = None  # stored flow mirroring ``root`` (two-stream evaluation)
 
     def info(self, data: SplitData) -> dict[str, Any]:
         """Details recorded in every result file."""
@@ -85,15 +85,16 @@ def make_recipe(ctx: Context, name: str, train: bool, **kw: Any) -> Any:
     )
 
 
-def multi_clip_loader(ctx: Context, built: BuiltDataset) -> DataLoader:
-    """Deterministic ``num_clips`` x ``num_crops`` views per video, in index order."""
+def multi_clip_loader(ctx: Context, built: BuiltDataset, model: nn.Module) -> DataLoader:
+    """Deterministic ``num_clips`` x ``num_crops`` views per video, in index order, of the
+    input ``model`` consumes (its ``modalities``)."""
     recipe = eval_recipe(
-        ctx.weights,
+        model.modalities,
         ctx.clip,
         ctx.cfg.num_clips,
         ctx.cfg.num_crops,
-        flow_root=ctx.flow_root,
-        rgb_root=ctx.root,
+        input_args=ctx.weights.input_args(),
+        root=ctx.root,
     )
     dataset = VideoDataset(built.index, recipe, seed=0, opener=built.opener)
     return DataLoader(
@@ -116,7 +117,7 @@ def features(
         "weights": ctx.weights.key(seed),
         "backbone": ctx.weights.backbone,
         "width": ctx.weights.width,
-        **({"stream": ctx.weights.stream} if ctx.weights.stream != "rgb" else {}),
+        **({"stream": stream} if (stream := stream_of(backbone.modalities)) != "rgb" else {}),
         "dataset": ctx.dataset,
         "root": str(Path(ctx.root).resolve()) if ctx.root else "",
         "args": data.args,
@@ -138,7 +139,7 @@ def features(
     else:
         feats = extract_features(
             TimeReversed(backbone) if reverse else backbone,
-            multi_clip_loader(ctx, built),
+            multi_clip_loader(ctx, built, backbone),
             ctx.device,
             amp=ctx.amp_dtype is not None,
             clip_norm=ctx.cfg.clip_norm,
@@ -187,7 +188,7 @@ class Job:
         return self._train(self.ctx, self.model, self.seed, self.data, key)
 
     def test_loader(self) -> Any:
-        return multi_clip_loader(self.ctx, self.data.test)
+        return multi_clip_loader(self.ctx, self.data.test, self.model)
 
     def device_and_amp(self) -> tuple[torch.device, torch.dtype | None]:
         return self.ctx.device, self.ctx.amp_dtype

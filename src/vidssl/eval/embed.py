@@ -1,7 +1,7 @@
 """Video-level embeddings of any list of videos, through the evaluation data path.
 
 The clips are built exactly as for ``vidssl eval``: the same ``multi_clip`` (or two-stream)
-recipe from :func:`eval_recipe`, the same ``VideoDataset`` opening, and
+recipe from :func:`eval_recipe` (asked for the backbone's ``modalities``), the same ``VideoDataset`` opening, and
 :func:`vidssl.eval.features.extract_features` (K clips per video, each L2-normalised,
 averaged, normalised again). What is added for collections of the user's own footage:
 
@@ -30,34 +30,35 @@ from vidssl.data.datasets import VideoDataset
 from vidssl.data.layouts import DatasetIndex, VideoItem
 from vidssl.data.recipes import RECIPES, ClipRecipe
 from vidssl.eval.features import Features, extract_features
-from vidssl.eval.weights import Weights
+from vidssl.models.two_stream import stream_of
 
 
 def eval_recipe(
-    weights: Weights,
+    modalities: Sequence[str],
     clip: Mapping[str, Any],
     num_clips: int,
     num_crops: int = 1,
     *,
-    flow_root: str | None = None,
-    rgb_root: str | None = None,
+    input_args: Mapping[str, Any] | None = None,
+    root: str | None = None,
 ) -> ClipRecipe:
-    """The deterministic multi-clip recipe of evaluation for ``weights``' stream.
+    """The deterministic multi-clip recipe of evaluation for a backbone consuming
+    ``modalities`` (its ``modalities`` attribute).
 
-    clip: ``clip_len`` / ``stride`` / ``size`` (:meth:`Weights.clip_settings`). Two-stream
-    checkpoints read flow from ``flow_root`` (mirroring ``rgb_root``) or compute it on the fly
-    with the settings the checkpoint was trained with.
+    clip: ``clip_len`` / ``stride`` / ``size`` (:meth:`Weights.clip_settings`). Flow inputs
+    take ``input_args`` (:meth:`Weights.input_args`: the flow settings the checkpoint was
+    trained with, and ``flow_root`` when stored flow mirroring ``root`` is read; without it
+    flow is computed on the fly).
     """
     views = {"num_clips": num_clips, "num_crops": num_crops}
     shared = {"clip_len": clip["clip_len"], "stride": clip["stride"], "size": clip["size"]}
-    if weights.stream == "rgb":
+    stream = stream_of(tuple(modalities))
+    if stream == "rgb":
         return RECIPES["multi_clip"](**shared, train=False, **views)
-    trained = weights.data.get("recipe") or {}
-    flow = {k: trained[k] for k in ("flow_method", "flow_bound", "flow_scale") if k in trained}
-    roots = {"flow_root": flow_root, "rgb_root": rgb_root} if flow_root else {}
-    return RECIPES["two_stream_multi_clip"](
-        **shared, train=False, stream=weights.stream, **views, **flow, **roots
-    )
+    args = dict(input_args or {})
+    if args.get("flow_root"):
+        args["rgb_root"] = root
+    return RECIPES["two_stream_multi_clip"](**shared, train=False, stream=stream, **views, **args)
 
 
 class _Observed:

@@ -10,7 +10,8 @@ returns the pooled features. With ``num_classes=N`` a zero-initialised (untraine
 classes is added, so that ``<model>(num_classes=N)`` loads it as it stands. torchvision is
 never imported here.
 
-ONNX. The graph computes ``forward_features``: input ``clips`` ``(N, C, T, H, W)`` float
+ONNX. The graph computes the pooled features (``pooled_features``: ``forward_head(
+forward_features(x), pre_logits=True)``): input ``clips`` ``(N, C, T, H, W)`` float
 (dynamic N), output ``features`` ``(N, D)``. It needs the ``export`` extra (onnx, onnxscript;
 onnxruntime to check it).
 """
@@ -24,6 +25,8 @@ from torch import Tensor, nn
 
 from vidssl.config import ConfigError
 from vidssl.eval.weights import Weights
+from vidssl.models.backbones.base import MODALITY_CHANNELS, pooled_features
+from vidssl.models.two_stream import stream_of
 
 # our backbone name -> (torchvision.models.video builder, its classifier attribute)
 TORCHVISION_MODELS: dict[str, tuple[str, str]] = {
@@ -45,16 +48,16 @@ def torchvision_state_dict(weights: Weights, num_classes: int = 0) -> dict[str, 
             f"torchvision has no model of {weights.backbone!r}; torchvision export works for "
             f"{sorted(TORCHVISION_MODELS)} (use --format onnx for any backbone)",
         )
-    if weights.width != 1.0 or weights.args or weights.stream != "rgb":
+    model = weights.build(0)
+    if weights.width != 1.0 or weights.args or model.modalities != ("rgb",):
         raise ConfigError(
             "--format",
             f"torchvision's {weights.backbone} is the RGB model at width 1 without extra "
             f"arguments; this checkpoint has width {weights.width:g}, arguments "
-            f"{weights.args or 'none'}, stream {weights.stream} (use --format onnx)",
+            f"{weights.args or 'none'}, stream {stream_of(model.modalities)} (use --format onnx)",
         )
     if num_classes < 0:
         raise ConfigError("--num-classes", f"must be >= 0, got {num_classes}")
-    model = weights.build(0)
     if num_classes:
         model.reset_classifier(num_classes)
         head = getattr(model, TORCHVISION_MODELS[weights.backbone][1])
@@ -64,18 +67,18 @@ def torchvision_state_dict(weights: Weights, num_classes: int = 0) -> dict[str, 
 
 
 class FeatureGraph(nn.Module):
-    """``forward(clips) = backbone.forward_features(clips)``: what the ONNX graph computes."""
+    """``forward(clips)``: the backbone's pooled features, what the ONNX graph computes."""
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
         self.backbone = backbone
 
     def forward(self, clips: Tensor) -> Tensor:
-        return self.backbone.forward_features(clips)  # (N, C, T, H, W) -> (N, D)
+        return pooled_features(self.backbone, clips)  # (N, C, T, H, W) -> (N, D)
 
 
 def export_onnx(backbone: nn.Module, path: str | Path, example: Tensor, opset: int = 18) -> Path:
-    """Write ``backbone.forward_features`` as an ONNX graph with a dynamic batch size.
+    """Write the backbone's pooled features as an ONNX graph with a dynamic batch size.
 
     example: ``(N, C, T, H, W)`` clips fixing C, T, H and W of the graph.
     """
@@ -103,9 +106,10 @@ def export_onnx(backbone: nn.Module, path: str | Path, example: Tensor, opset: i
     return path
 
 
-def example_clips(weights: Weights, clip: dict[str, int | float], batch: int = 1) -> Tensor:
-    """Random clips of the checkpoint's input shape: ``(batch, C, clip_len, size, size)``."""
-    channels = {"rgb": 3, "flow": 2, "both": 5}[weights.stream]
+def example_clips(model: nn.Module, clip: dict[str, int | float], batch: int = 1) -> Tensor:
+    """Random clips of the input ``model`` consumes (its ``modalities``):
+    ``(batch, C, clip_len, size, size)``."""
+    channels = sum(MODALITY_CHANNELS[m] for m in model.modalities)
     t, s = int(clip["clip_len"]), int(clip["size"])
     return torch.randn(batch, channels, t, s, s, generator=torch.Generator().manual_seed(0))
 

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from vidssl.models.backbones.base import pooled_features
+
 # batch keys that are never label sets
 NON_LABEL_KEYS: frozenset[str] = frozenset(
     {"clips", "video", "views", "pretext", "index", "skipped"}
@@ -104,7 +106,8 @@ def extract_features(
 
     Each batch: ``"clips"`` (B, K, C, T, H, W) (or ``"video"`` (B, C, T, H, W), K = 1),
     ``"index"`` (B,), ``"label"`` (B,) and extra label sets (B,). The K clips go through
-    ``backbone.forward_features`` as one (B*K, C, T, H, W) batch, are averaged and
+    the backbone (``pooled_features``: ``forward_head(forward_features(x), pre_logits=True)``)
+    as one (B*K, C, T, H, W) batch, are averaged and
     L2-normalised (see :func:`pool_clip_features`).
 
     ``amp`` runs the backbone under bf16 autocast; features are returned in float32.
@@ -132,7 +135,7 @@ def extract_features(
             x = clips.reshape(b * k, *clips.shape[2:])  # (B, K, C, T, H, W) -> (B*K, C, T, H, W)
             x = x.to(device, non_blocking=True)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-                z = backbone.forward_features(x)  # (B*K, D)
+                z = pooled_features(backbone, x)  # (B*K, D)
             z = z.float().reshape(b, k, -1)  # (B*K, D) -> (B, K, D)
             feats.append(pool_clip_features(z, clip_norm=clip_norm).cpu())
             if "index" in batch:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vidssl.eval.payload import load_payload, save_payload
+from vidssl.models.backbones.base import Backbone
 
 CAM_EXAMPLES_FORMAT = "vidssl.cam_examples/1"
 
@@ -37,16 +38,17 @@ POOLING_LAYERS: tuple[type[nn.Module], ...] = (
 def _forward_capturing(
     backbone: nn.Module, x: Tensor, layer: nn.Module | str | None
 ) -> tuple[Tensor, Tensor]:
-    """Run the backbone and return (feats (N, D), last conv stage map (N, C', T', H', W')).
+    """Run the backbone: (its ``forward_features`` output, the map the CAM weighs
+    (N, C', T', H', W')).
 
-    ``layer=None`` on a :class:`vidssl.models.backbones.base.Backbone` uses its
-    ``forward_features_map`` + ``pool_features`` split. Otherwise ``layer`` (a submodule or its
-    dotted name) is hooked; with no layer, the last 5-D output (in execution order) that is not
-    the output of a pooling layer is taken, i.e. the last conv stage.
+    ``layer=None`` on a :class:`vidssl.models.backbones.base.Backbone` weighs its
+    ``forward_features`` map. Otherwise ``layer`` (a submodule or its dotted name) is hooked;
+    with no layer, the last 5-D output (in execution order) that is not the output of a
+    pooling layer is taken, i.e. the last conv stage.
     """
-    if layer is None and hasattr(backbone, "forward_features_map"):
-        fmap = backbone.forward_features_map(x)
-        return backbone.pool_features(fmap), fmap
+    if layer is None and isinstance(backbone, Backbone):
+        fmap = backbone.forward_features(x)
+        return fmap, fmap
     if isinstance(layer, str):
         try:
             layer = backbone.get_submodule(layer)
@@ -64,7 +66,7 @@ def _forward_capturing(
 
     handles = [m.register_forward_hook(hook) for m in targets]
     try:
-        feats = backbone.forward_features(x)
+        out = backbone.forward_features(x)
     finally:
         for handle in handles:
             handle.remove()
@@ -76,7 +78,7 @@ def _forward_capturing(
             f"Grad-CAM: {where} produced no (N, C, T, H, W) feature map; "
             "pass layer= (a submodule or its name)"
         )
-    return feats, maps[-1]
+    return out, maps[-1]
 
 
 def grad_cam(
@@ -90,8 +92,9 @@ def grad_cam(
     """Grad-CAM maps of ``clips`` upsampled to the clip size and scaled to [0, 1].
 
     clips: (N, C, T, H, W) (or one clip (C, T, H, W)).
-    reference: (N, D) or (D,) -> score = cos(forward_features(clip), reference) (no head needed).
+    reference: (N, D) or (D,) -> score = cos(pooled features of clip, reference) (no head needed).
     class_index: (N,) or int -> score = forward(clip)[class_index] (needs a classifier head).
+    ``backbone``: ``forward_features`` (the map) and ``forward_head(map, pre_logits=...)``.
     Returns (N, T, H, W) (or (T, H, W) for one clip); each map is divided by its maximum, an
     all-zero map (no positive evidence) stays zero. The backbone runs in eval mode; its
     parameters need not require grad.
@@ -108,8 +111,9 @@ def grad_cam(
     try:
         with torch.enable_grad():
             x = x.detach().float().requires_grad_(True)  # grads flow even through frozen weights
-            feats, fmap = _forward_capturing(backbone, x, layer)  # (N, D), (N, C', T', H', W')
+            out, fmap = _forward_capturing(backbone, x, layer)  # map, (N, C', T', H', W')
             if reference is not None:
+                feats = backbone.forward_head(out, pre_logits=True)  # (N, D)
                 ref = (
                     reference.to(feats).expand(n, -1)
                     if reference.ndim == 1
@@ -117,7 +121,7 @@ def grad_cam(
                 )
                 score = F.cosine_similarity(feats, ref, dim=1)  # (N,)
             else:
-                logits = backbone.forward_head(feats)  # (N, num_classes)
+                logits = backbone.forward_head(out)  # (N, num_classes)
                 idx = torch.as_tensor(class_index, device=logits.device).long().expand(n)
                 score = logits.gather(1, idx[:, None])[:, 0]  # (N,)
             (grads,) = torch.autograd.grad(score.sum(), fmap)  # (N, C', T', H', W')

@@ -44,7 +44,8 @@ class TemporalOrder(Protocol):
 
 class TimeReversed(nn.Module):
     """A backbone that sees every clip played backwards: ``forward_features`` of the clip with
-    its frames in reverse order, (B, C, T, H, W) -> (B, D).
+    its frames in reverse order (B, C, T, H, W) -> the backbone's map; ``forward_head`` is the
+    backbone's.
 
     Limitation: on optical-flow input (two-stream ``--stream flow`` / ``both``) only the
     frame order is reversed; the flow of a reversed video would also have its vectors
@@ -57,3 +58,6 @@ class TimeReversed(nn.Module):
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.backbone.forward_features(x.flip(2))  # dim 2 is T
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        return self.backbone.forward_head(x, pre_logits=pre_logits)

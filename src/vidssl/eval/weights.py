@@ -12,21 +12,20 @@ under ``flow_backbone.``) and ``config`` (the resolved config: ``model.backbone`
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from vidssl.config import ConfigError
 from vidssl.eval.features import file_sha256
 from vidssl.models.backbones import BACKBONES, create_backbone
 from vidssl.models.backbones.base import Backbone
+from vidssl.models.two_stream import STREAMS, select_stream
 
 RANDOM = "random"  # the checkpoint value for a randomly initialised backbone
-STREAMS: tuple[str, ...] = ("rgb", "flow", "both")  # what a two-stream checkpoint can give
 # fallbacks for clip settings when neither the caller nor the checkpoint gives them
 DEFAULT_CLIP: dict[str, float] = {"clip_len": 8, "stride": 2.0, "size": 32}
 
@@ -66,10 +65,6 @@ class Weights:
     state: dict[str, Tensor] | None  # backbone state dict; None = random init
     digest: str  # hex sha256 of the checkpoint file ("" for random)
     data: dict[str, Any] = field(default_factory=dict)  # the checkpoint's data config section
-    # two-stream checkpoints (CVTCL): which stream to evaluate ("rgb", "flow" or "both") and
-    # the flow backbone (name, width, state dict of its "flow_backbone." weights)
-    stream: str = "rgb"
-    flow: tuple[str, float, dict[str, Tensor]] | None = None
     args: dict[str, Any] = field(default_factory=dict)  # the checkpoint's model.args
 
     def key(self, seed: int) -> str:
@@ -82,8 +77,13 @@ class Weights:
         """The short form used in cache file names."""
         return self.key(seed) if self.state is None else f"sha256-{self.digest[:16]}"
 
-    def build(self, seed: int) -> Backbone:
-        """A fresh feature-only backbone with these weights (random ones drawn from ``seed``)."""
+    def build(self, seed: int) -> nn.Module:
+        """A fresh feature-only backbone in eval mode with these weights (random ones drawn
+        from ``seed``). Its ``modalities`` say which clips it consumes."""
+        return self.build_rgb(seed).eval()
+
+    def build_rgb(self, seed: int) -> Backbone:
+        """The checkpoint's (RGB) backbone, in train mode."""
         with torch.random.fork_rng(devices=[]):  # leave the caller's RNG alone
             torch.manual_seed(seed)
             backbone = create_backbone(self.backbone, num_classes=0, width=self.width, **self.args)
@@ -96,20 +96,12 @@ class Weights:
                     f"{self.checkpoint}: its backbone weights do not fit {self.backbone} at "
                     f"width {self.width:g} ({err})",
                 ) from err
-        if self.stream == "rgb":
-            return backbone.eval()
-        return self.two_stream(backbone).eval()
+        return backbone
 
-    def two_stream(self, rgb: Backbone) -> Backbone:
-        """The flow backbone (``stream="flow"``) or RGB + flow averaged (``"both"``)."""
-        from vidssl.models.two_stream import TwoStreamBackbone
-
-        if self.flow is None:
-            raise ConfigError("--stream", f"{self.checkpoint} holds no flow stream (CVTCL)")
-        name, width, state = self.flow
-        flow = create_backbone(name, num_classes=0, width=width, in_channels=2)
-        flow.load_state_dict(state)
-        return {"flow": flow, "both": TwoStreamBackbone(rgb, flow)}[self.stream]  # type: ignore[return-value]
+    def input_args(self) -> dict[str, Any]:
+        """Recipe keywords the backbone's non-RGB inputs need (``vidssl.eval.embed.eval_recipe``):
+        none for a one-stream checkpoint."""
+        return {}
 
     def clip_settings(
         self, clip_len: int = 0, stride: float = 0.0, size: int = 0
@@ -124,16 +116,44 @@ class Weights:
         return out
 
 
+@dataclass
+class StreamWeights(Weights):
+    """A two-stream (CVTCL) checkpoint read as one of its streams
+    (:data:`vidssl.models.two_stream.STREAMS`): :meth:`build` gives the RGB backbone, the flow
+    backbone or :class:`vidssl.models.two_stream.TwoStreamBackbone`."""
+
+    stream: str = "rgb"  # a key of STREAMS
+    flow: tuple[str, float, dict[str, Tensor]] | None = None  # name, width, state dict
+    flow_root: str | None = None  # stored flow mirroring the data root; None = computed
+
+    def build(self, seed: int) -> nn.Module:
+        if self.flow is None:
+            raise ConfigError("--stream", f"{self.checkpoint} holds no flow stream (CVTCL)")
+        name, width, state = self.flow
+        flow = create_backbone(name, num_classes=0, width=width, in_channels=2)
+        flow.load_state_dict(state)
+        return select_stream(self.build_rgb(seed), flow, self.stream).eval()
+
+    def input_args(self) -> dict[str, Any]:
+        """The flow settings the checkpoint was trained with, and where stored flow is."""
+        trained = self.data.get("recipe") or {}
+        flow = {k: trained[k] for k in ("flow_method", "flow_bound", "flow_scale") if k in trained}
+        return {**flow, **({"flow_root": self.flow_root} if self.flow_root else {})}
+
+
 def read_weights(
     checkpoint: str | Path,
     *,
     backbone: str | None = None,
     width: float | None = None,
     stream: str = "rgb",
+    flow_root: str | None = None,
 ) -> Weights:
     """Read a vidssl checkpoint's backbone, or describe a random init (``checkpoint="random"``,
-    which needs ``backbone`` and ``width``). Raises :class:`ConfigError` (bad input, naming the
-    file or option) or ``FileNotFoundError``."""
+    which needs ``backbone`` and ``width``). ``stream`` other than ``"rgb"`` reads a two-stream
+    (CVTCL) checkpoint as its flow stream or both streams averaged (:class:`StreamWeights`;
+    flow read from ``flow_root``, mirroring the data root, or computed). Raises
+    :class:`ConfigError` (bad input, naming the file or option) or ``FileNotFoundError``."""
     checkpoint = str(checkpoint)
     if stream not in STREAMS:
         raise ConfigError("--stream", f"expected one of {list(STREAMS)}, got {stream!r}")
@@ -141,7 +161,8 @@ def read_weights(
         if backbone is None or width is None:
             raise ConfigError("--backbone/--width", "both are required with --checkpoint random")
         check_backbone(backbone, width)
-        return Weights(RANDOM, backbone, float(width), None, "", stream=stream)
+        weights = Weights(RANDOM, backbone, float(width), None, "")
+        return weights if stream == "rgb" else StreamWeights(**vars(weights), stream=stream)
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -163,16 +184,20 @@ def read_weights(
     if not state:
         raise ConfigError("--checkpoint", f"{path}: no 'backbone.' weights in its model state")
     data = config.get("data", {}) if isinstance(config.get("data"), dict) else {}
+    # an explicit --backbone means the checkpoint's own backbone arguments may not apply
+    args = model.get("args") if backbone is None and isinstance(model.get("args"), dict) else {}
+    weights = Weights(
+        str(path), str(name), float(w), state, file_sha256(path), dict(data), dict(args)
+    )
+    if stream == "rgb":
+        return weights
     method = config.get("method", {}) if isinstance(config.get("method"), dict) else {}
     prefix = "flow_backbone."
     flow_state = {k[len(prefix) :]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
     flow = None
     if flow_state and "flow_backbone" in method:
         flow = (str(method["flow_backbone"]), float(method["flow_width"]), flow_state)
-    weights = Weights(str(path), str(name), float(w), state, file_sha256(path), dict(data))
-    # an explicit --backbone means the checkpoint's own backbone arguments may not apply
-    args = model.get("args") if backbone is None and isinstance(model.get("args"), dict) else {}
-    return dataclasses.replace(weights, stream=stream, flow=flow, args=dict(args))
+    return StreamWeights(**vars(weights), stream=stream, flow=flow, flow_root=flow_root)
 
 
 def check_backbone(name: str, width: float) -> None:

@@ -45,10 +45,11 @@ class Method(nn.Module):
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
         feature_dim = getattr(backbone, "feature_dim", None)
-        if not isinstance(feature_dim, int) or not hasattr(backbone, "forward_features"):
+        methods = ("forward_features", "forward_head")
+        if not isinstance(feature_dim, int) or not all(hasattr(backbone, m) for m in methods):
             raise TypeError(
                 f"{type(self).__name__}: backbone {type(backbone).__name__} must have an int "
-                "'feature_dim' and 'forward_features' (Backbone contract)"
+                "'feature_dim', 'forward_features' and 'forward_head' (Backbone contract)"
             )
         self.backbone = backbone
         self.feature_dim: int = feature_dim

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from vidssl.losses import byol_regression, symmetrised
 from vidssl.methods.base import Method, check_progress, cosine_momentum, ema_update_, frozen_copy
+from vidssl.models.backbones.base import pooled_features
 from vidssl.models.heads import PredictorHead, ProjectionHead
 
 
@@ -53,12 +54,12 @@ class BYOL(Method):
 
     def predict(self, x: Tensor) -> Tensor:
         """Online branch. x: (N, C, T, H, W) -> q: (N, D)."""
-        return self.predictor(self.projector(self.backbone.forward_features(x)))
+        return self.predictor(self.projector(pooled_features(self.backbone, x)))
 
     @torch.no_grad()
     def target(self, x: Tensor) -> Tensor:
         """Target branch, no grad. x: (N, C, T, H, W) -> z': (N, D)."""
-        return self.target_projector(self.target_backbone.forward_features(x))
+        return self.target_projector(pooled_features(self.target_backbone, x))
 
     def training_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         v1, v2 = self.two_views(batch)

@@ -50,6 +50,7 @@ from vidssl.methods.moco import MoCo
 from vidssl.methods.pretext import ClassifierHeads, batch_labels
 from vidssl.methods.simclr import SimCLR
 from vidssl.methods.simsiam import SimSiam
+from vidssl.models.backbones.base import pooled_features
 
 # contrastive scheme name -> method class (CSTP Table 3)
 CONTRASTIVE: dict[str, type[Method]] = {
@@ -77,8 +78,8 @@ OVERLAP_TASKS: tuple[str, str] = ("overlap_s", "overlap_t")
 
 
 class SharedFeatures(nn.Module):
-    """Backbone stand-in: ``forward_features(x)`` returns features registered for the tensor
-    object ``x`` (see :meth:`sharing`), else runs the wrapped backbone. x: (N, C, T, H, W)."""
+    """Backbone stand-in: ``pooled_features(shared, x)`` returns the features registered for the
+    tensor object ``x`` (see :meth:`sharing`), else runs the wrapped backbone. x: (N, C, T, H, W)."""
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
@@ -87,15 +88,22 @@ class SharedFeatures(nn.Module):
         self.known: list[tuple[Tensor, Tensor]] = []
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """x: (N, C, T, H, W) -> (N, feature_dim)."""
+        """x: (N, C, T, H, W) -> the registered features (N, feature_dim), else the wrapped
+        backbone's map."""
         for clip, feats in self.known:
             if clip is x:
                 return feats
         return self.inner.forward_features(x)
 
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """Registered features pass through; a map goes through the wrapped backbone's head."""
+        if any(x is feats for _, feats in self.known):
+            return x
+        return self.inner.forward_head(x, pre_logits=pre_logits)
+
     @contextlib.contextmanager
     def sharing(self, *pairs: tuple[Tensor, Tensor]) -> Iterator[None]:
-        """Within the block, ``forward_features(clip)`` returns ``feats`` for each (clip, feats)."""
+        """Within the block, ``pooled_features(self, clip)`` is ``feats`` for each (clip, feats)."""
         self.known = list(pairs)
         try:
             yield
@@ -167,10 +175,10 @@ class CSTP(Method):
     def training_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         v1, v2 = self.two_views(batch)
         pair_tasks = list(self.pair_heads.heads)
-        y1 = self.backbone.forward_features(v1)  # (N, D)
+        y1 = pooled_features(self.backbone, v1)  # (N, D)
         y2 = None
         if self.ctr is not None or pair_tasks:
-            y2 = self.backbone.forward_features(v2)  # (N, D)
+            y2 = pooled_features(self.backbone, v2)  # (N, D)
         terms: dict[str, Tensor] = {}
         logs: dict[str, Tensor] = {}
 

@@ -51,6 +51,7 @@ from vidssl.losses.cvtcl import (
 from vidssl.methods.base import Method, check_progress
 from vidssl.methods.moco import MoCo
 from vidssl.models.backbones import create_backbone
+from vidssl.models.backbones.base import pooled_features
 
 STREAMS: tuple[str, str] = ("rgb", "flow")
 VIEW_KEYS: dict[str, str] = {"rgb": "views", "flow": "flow_views"}
@@ -140,7 +141,7 @@ class CVTCL(Method):
         """Query of g (N, D) with grad and the momentum key of g^a (N, D), unit-norm."""
         g, g_a = self.views(name, batch)[:GLOBAL_VIEWS]
         s = self.streams()[name]
-        return s.projector(s.backbone.forward_features(g)), s.keys(g_a)
+        return s.projector(pooled_features(s.backbone, g)), s.keys(g_a)
 
     def ltcl(
         self, name: str, batch: dict[str, Any], queue: Tensor, own: Tensor
@@ -150,7 +151,7 @@ class CVTCL(Method):
             return {}
         sub = self.views(name, batch)[GLOBAL_VIEWS:]  # s1..s4, s1^a
         s = self.streams()[name]
-        q = s.projector(s.backbone.forward_features(sub[0]))  # (N, D)
+        q = s.projector(pooled_features(s.backbone, sub[0]))  # (N, D)
         stacked = torch.cat([sub[NUM_SUB], *sub[1:NUM_SUB]])  # 4 x (N, ...) -> (4N, ...)
         keys = s.keys(stacked).reshape(NUM_SUB, q.shape[0], -1).transpose(0, 1)  # (N, 4, D)
         out = {}
@@ -168,7 +169,7 @@ class CVTCL(Method):
         for m, _ in modes:
             m.eval()
         try:
-            return F.normalize(s.projector(s.backbone.forward_features(x)), dim=1)
+            return F.normalize(s.projector(pooled_features(s.backbone, x)), dim=1)
         finally:
             for m, mode in modes:
                 m.train(mode)

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from vidssl import dist
 from vidssl.losses import moco_loss
 from vidssl.methods.base import Method, check_progress, ema_update_, frozen_copy
+from vidssl.models.backbones.base import pooled_features
 from vidssl.models.heads import ProjectionHead
 
 
@@ -79,7 +80,7 @@ class MoCo(Method):
         inverse = None
         if self.shuffle_bn:
             x, inverse = dist.shuffle_across_ranks(x)
-        k = self.key_projector(self.key_backbone.forward_features(x))  # (N, D)
+        k = self.key_projector(pooled_features(self.key_backbone, x))  # (N, D)
         if inverse is not None:
             k = dist.unshuffle_across_ranks(k, inverse)
         return F.normalize(k, dim=1)
@@ -101,7 +102,7 @@ class MoCo(Method):
 
     def training_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         v1, v2 = self.two_views(batch)
-        q = self.projector(self.backbone.forward_features(v1))  # (N, D)
+        q = self.projector(pooled_features(self.backbone, v1))  # (N, D)
         k = self.keys(v2)  # (N, D), no grad
         # The queue is updated in place below, so the loss must see a copy.
         loss = moco_loss(q, k, self.queue.clone(), self.temperature)

@@ -41,6 +41,7 @@ from vidssl.data.pretext import (
 from vidssl.losses.pretext import pretext_contrastive
 from vidssl.methods.base import Method
 from vidssl.methods.pretext import ClassifierHeads, batch_labels, classification_logs
+from vidssl.models.backbones.base import pooled_features
 
 MTCL_TASKS: tuple[str, ...] = ("pace", "order", "rotation", "jigsaw")  # TP, TO, SR, SJ
 # task kind -> group id of eq. (9)
@@ -91,7 +92,7 @@ class MTCL(Method):
     def features(self, views: Sequence[Tensor]) -> Tensor:
         """M views (N, C, T, H, W) -> h: (N, M, D), one backbone pass over all views."""
         m, n = len(views), views[0].shape[0]
-        h = self.backbone.forward_features(torch.cat(list(views)))  # (M*N, D)
+        h = pooled_features(self.backbone, torch.cat(list(views)))  # (M*N, D)
         return h.reshape(m, n, -1).transpose(0, 1)  # (M*N, D) -> (M, N, D) -> (N, M, D)
 
     def training_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:

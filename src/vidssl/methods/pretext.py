@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from vidssl.data.pretext import DEFAULT_PACES, check_paces, check_tasks, task_classes
 from vidssl.losses.pretext import pretext_accuracy, pretext_cross_entropy
 from vidssl.methods.base import Method
+from vidssl.models.backbones.base import pooled_features
 
 
 class ClassifierHeads(nn.Module):
@@ -92,6 +93,6 @@ class Pretext(Method):
         if "video" not in batch:
             raise KeyError(f"Pretext: batch has no 'video' (keys: {sorted(batch)})")
         labels = batch_labels(batch, self.tasks, "Pretext")
-        h = self.backbone.forward_features(batch["video"])  # (N, D)
+        h = pooled_features(self.backbone, batch["video"])  # (N, D)
         loss, logs = classification_logs(self.heads(h), labels)
         return {"loss": loss, **logs}

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from vidssl import dist
 from vidssl.losses import nt_xent
 from vidssl.methods.base import Method
+from vidssl.models.backbones.base import pooled_features
 from vidssl.models.heads import ProjectionHead
 
 
@@ -46,7 +47,7 @@ class SimCLR(Method):
 
     def project(self, x: Tensor) -> Tensor:
         """x: (N, C, T, H, W) -> z: (N, out_dim)."""
-        return self.projector(self.backbone.forward_features(x))
+        return self.projector(pooled_features(self.backbone, x))
 
     def training_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         v1, v2 = self.two_views(batch)

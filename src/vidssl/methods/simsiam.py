@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from vidssl.losses import negative_cosine, symmetrised
 from vidssl.methods.base import Method
+from vidssl.models.backbones.base import pooled_features
 from vidssl.models.heads import PredictorHead, ProjectionHead
 
 
@@ -41,7 +42,7 @@ class SimSiam(Method):
 
     def project(self, x: Tensor) -> Tensor:
         """x: (N, C, T, H, W) -> z: (N, D)."""
-        return self.projector(self.backbone.forward_features(x))
+        return self.projector(pooled_features(self.backbone, x))
 
     def training_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         v1, v2 = self.two_views(batch)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vidssl.methods.base import Method
+from vidssl.models.backbones.base import pooled_features
 
 
 class Supervised(Method):
@@ -69,7 +70,7 @@ class Supervised(Method):
 
     def logits(self, x: Tensor) -> Tensor:
         """x: (N, C, T, H, W) -> (N, num_classes)."""
-        return self.head(self.dropout(self.backbone.forward_features(x)))
+        return self.head(self.dropout(pooled_features(self.backbone, x)))
 
     def training_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         if "video" not in batch:

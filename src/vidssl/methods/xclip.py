@@ -56,6 +56,7 @@ from vidssl.methods.xclip_text import (
     class_count,
     resolve_classes,
 )
+from vidssl.models.backbones.base import Backbone, pooled_features
 from vidssl.models.backbones.clip_video import CLIP_MEAN, CLIP_STD
 from vidssl.models.cov_pool import AuxHead
 from vidssl.text.prompts import DEFAULT_TEMPLATE
@@ -107,7 +108,7 @@ class XCLIP(Method):
             held_out_seed,
         )
         self.tws_lr_mult, self.new_lr_mult = tws_lr_mult, new_lr_mult
-        if not hasattr(backbone, "forward_tokens"):
+        if not (isinstance(backbone, Backbone) and backbone.has_tokens and backbone.num_frames):
             raise TypeError(
                 f"{name}: backbone {type(backbone).__name__} has no forward_tokens; use a video "
                 "ViT backbone such as 'vit_clip'"
@@ -136,7 +137,7 @@ class XCLIP(Method):
             self.aux_head = AuxHead(
                 self.feature_dim,
                 int(num_classes or 0),
-                num_frames=getattr(backbone, "num_frames", 8),
+                num_frames=int(backbone.num_frames),
                 cov_dim=cov_dim,
                 iterations=cov_iterations,
                 heads=aux_heads,
@@ -249,7 +250,7 @@ class XCLIP(Method):
     @torch.no_grad()
     def encode_video(self, x: Tensor) -> Tensor:
         """x: (N, C, T, H, W) -> unit video embeddings (N, E) (contrastive branch only)."""
-        return F.normalize(self.backbone.forward_features(x), dim=-1)
+        return F.normalize(pooled_features(self.backbone, x), dim=-1)
 
     @torch.no_grad()
     def class_embeddings(self) -> Tensor:
@@ -259,5 +260,5 @@ class XCLIP(Method):
     @torch.no_grad()
     def zero_shot_logits(self, x: Tensor) -> Tensor:
         """x: (N, C, T, H, W) -> (N, K) scaled cosines against every class text."""
-        feats = self.backbone.forward_features(x)
+        feats = pooled_features(self.backbone, x)
         return video_text_logits(feats, self.class_text_features(), self.logit_scale)

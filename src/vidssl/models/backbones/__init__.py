@@ -1,7 +1,8 @@
 """Video backbones, chosen by name from `BACKBONES`.
 
-Every backbone takes clips `(N, C, T, H, W)` and has `forward_features` -> `(N, feature_dim)`,
-`forward_features_map` -> last conv stage `(N, C', T', H', W')`, `forward_head`,
+Every backbone takes clips `(N, C, T, H, W)` and has timm's methods: `forward_features` -> the
+unpooled last stage `(N, C', T', H', W')`, `forward_head(fmap, pre_logits=False)` -> logits, or
+the pooled features `(N, feature_dim)` with `pre_logits=True` (`base.pooled_features(model, x)`),
 `reset_classifier(num_classes)` and a `width` multiplier that scales channels only (key names
 never change). `r3d_18`, `r2plus1d_18` and `s3d` share torchvision's state-dict layout.
 """

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -77,18 +80,44 @@ def linear_head(in_features: int, num_classes: int) -> nn.Module:
     return fc
 
 
+# input modality -> its channels (RGB frames; optical flow dx, dy: vidssl.data.two_stream)
+MODALITY_CHANNELS: dict[str, int] = {"rgb": 3, "flow": 2}
+
+
+@dataclass
+class VideoTokens:
+    """Outputs of ``Backbone.forward_tokens`` (``vit_clip``; all in the joint embedding space E)."""
+
+    video: Tensor  # (N, E): v of eq. (12)
+    frames: Tensor  # (N, T, E): z_t of eq. (11), each frame's class token
+    patches: Tensor  # (N, T, P, E): visual tokens h_t of eq. (18)
+
+
 class Backbone(nn.Module):
-    """Video backbone: clips `(N, C, T, H, W)` in, pooled features `(N, feature_dim)` out.
+    """Video backbone with timm's method meanings: clips `(N, C, T, H, W)` in.
+
+    - `forward_features(x)`: the unpooled map of the last stage `(N, C', T', H', W')` (a conv
+      net's last conv stage; a ViT's per-frame class tokens as `(N, E, T, 1, 1)`), the map
+      Grad-CAM weighs;
+    - `forward_head(fmap, pre_logits=False)`: pooling (`pool_features`) then the classifier
+      (`logits`); `pre_logits=True` returns the pooled features `(N, feature_dim)`;
+    - `forward(x) = forward_head(forward_features(x))`.
 
     Subclasses build their layers, set `feature_dim`, `num_classes`, `in_channels`, and implement
-    `forward_features_map` (last conv stage, the map Grad-CAM needs), `forward_head` and
-    `reset_classifier`. `pool_features` defaults to global average pooling.
+    `forward_features`, `logits` and `reset_classifier`. `pool_features` defaults to global
+    average pooling. :func:`pooled_features` is the pooled features of clips.
     """
 
     feature_dim: int
     num_classes: int
     in_channels: int
     min_input_size: tuple[int, int, int] = (1, 1, 1)  # smallest (T, H, W) the layers accept
+    # the clip length T the temporal parameters are sized for (a ViT's temporal embedding);
+    # None: any T (convolutional backbones)
+    num_frames: int | None = None
+    # True for a backbone with token outputs (`forward_tokens`, language-video methods); such
+    # a backbone also sets `num_frames`
+    has_tokens: ClassVar[bool] = False
 
     def check_input(self, x: Tensor) -> None:
         """Raise a clear `ValueError` unless `x` is `(N, in_channels, T, H, W)` and large enough."""
@@ -102,21 +131,46 @@ class Backbone(nn.Module):
                 f"{name} needs (T, H, W) >= {self.min_input_size}, got {tuple(x.shape[2:])}"
             )
 
-    def forward_features_map(self, x: Tensor) -> Tensor:
-        """x: (N, C, T, H, W) -> last conv stage map (N, C', T', H', W')."""
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The input the backbone consumes, in channel order: ``("rgb",)`` (3 channels) or
+        ``("flow",)`` (2 channels). The evaluation data path builds its clips from this
+        (``vidssl.eval.embed.eval_recipe``); ``vidssl.models.two_stream.TwoStreamBackbone``
+        consumes ``("rgb", "flow")``."""
+        for name, channels in MODALITY_CHANNELS.items():
+            if channels == self.in_channels:
+                return (name,)
+        raise ValueError(
+            f"{type(self).__name__}: no input modality has {self.in_channels} channels "
+            f"({MODALITY_CHANNELS})"
+        )
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """x: (N, C, T, H, W) -> unpooled last-stage map (N, C', T', H', W')."""
         raise NotImplementedError
 
     def pool_features(self, fmap: Tensor) -> Tensor:
         """fmap: (N, C', T', H', W') -> (N, feature_dim); global average pooling by default."""
         return fmap.mean(dim=(2, 3, 4))
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        """x: (N, C, T, H, W) -> pooled features (N, feature_dim)."""
-        return self.pool_features(self.forward_features_map(x))
-
-    def forward_head(self, feats: Tensor) -> Tensor:
-        """feats: (N, feature_dim) -> logits (N, num_classes); identity when num_classes == 0."""
+    def logits(self, feats: Tensor) -> Tensor:
+        """feats: (N, feature_dim) -> (N, num_classes); identity when num_classes == 0."""
         raise NotImplementedError
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """x: the map of `forward_features` -> logits (N, num_classes) (the pooled features
+        when num_classes == 0), or the pooled features (N, feature_dim) with `pre_logits`."""
+        feats = self.pool_features(x)
+        return feats if pre_logits else self.logits(feats)
+
+    def forward_tokens(self, x: Tensor) -> VideoTokens:
+        """x: (N, C, T, H, W) -> the token outputs (video embedding, frame class tokens, patch
+        tokens) that language-video methods (X-CLIP) train on; only backbones with
+        `has_tokens` have them."""
+        raise TypeError(
+            f"{type(self).__name__} has no forward_tokens; use a video ViT backbone such as "
+            "'vit_clip'"
+        )
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the classifier by a fresh one with `num_classes` outputs (0 -> identity)."""
@@ -125,3 +179,9 @@ class Backbone(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x: (N, C, T, H, W) -> (N, num_classes), or (N, feature_dim) when num_classes == 0."""
         return self.forward_head(self.forward_features(x))
+
+
+def pooled_features(backbone: nn.Module, x: Tensor) -> Tensor:
+    """x: (N, C, T, H, W) -> the backbone's pooled features (N, feature_dim):
+    ``forward_head(forward_features(x), pre_logits=True)``."""
+    return backbone.forward_head(backbone.forward_features(x), pre_logits=True)

@@ -90,7 +90,7 @@ class C3D(Backbone):
             if isinstance(m, nn.Linear):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
 
-    def forward_features_map(self, x: Tensor) -> Tensor:
+    def forward_features(self, x: Tensor) -> Tensor:
         """x: (N, C, T, H, W) -> conv5b map (N, 512 x width, T/8, H/16, W/16)."""
         self.check_input(x)
         return self.features(x)
@@ -99,7 +99,7 @@ class C3D(Backbone):
         """fmap: (N, C5, T', H', W') -> GAP (N, C5) -> [fc6 -> fc7] -> (N, feature_dim)."""
         return self.fc7(self.fc6(fmap.mean(dim=(2, 3, 4))))
 
-    def forward_head(self, feats: Tensor) -> Tensor:
+    def logits(self, feats: Tensor) -> Tensor:
         """feats: (N, feature_dim) -> (N, num_classes)."""
         return self.fc8(feats)
 

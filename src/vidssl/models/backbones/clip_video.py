@@ -29,15 +29,15 @@ interpolated (the paper always uses 8 or 16 frames of 224 x 224).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vidssl.models.backbones.base import Backbone, linear_head
+from vidssl.models.backbones.base import Backbone, VideoTokens, linear_head
 from vidssl.models.clip_load import (
     ClipCheckpoint,
     VisionConfig,
@@ -59,15 +59,6 @@ VISION_ARCHS: dict[str, VisionConfig] = {
 
 # State-dict key fragments of the modules that are not in CLIP (randomly initialised).
 NEW_MODULE_KEYS = ("message_fc.", "message_temporal.", "temporal_embedding", "temporal_model.")
-
-
-@dataclass
-class VideoTokens:
-    """Outputs of ``VideoViT.forward_tokens`` (all in the joint embedding space E)."""
-
-    video: Tensor  # (N, E): v of eq. (12)
-    frames: Tensor  # (N, T, E): z_t of eq. (11), each frame's class token
-    patches: Tensor  # (N, T, P, E): visual tokens h_t of eq. (18)
 
 
 class MessageBlock(ResidualAttentionBlock):
@@ -99,8 +90,11 @@ class MessageBlock(ResidualAttentionBlock):
 class VideoViT(Backbone):
     """CLIP ViT over T frames with message tokens and a final temporal module.
 
-    x: (N, C, T, H, W) -> forward_features: v (N, E), E = ``config.embed_dim`` = feature_dim.
+    x: (N, C, T, H, W) -> forward_features: frame class tokens (N, E, T, 1, 1);
+    forward_head(.., pre_logits=True): v (N, E), E = ``config.embed_dim`` = feature_dim.
     """
+
+    has_tokens: ClassVar[bool] = True  # forward_tokens: what X-CLIP trains on
 
     def __init__(
         self,
@@ -203,15 +197,10 @@ class VideoViT(Backbone):
 
     # ------------------------------------------------------------------ Backbone contract
     def forward_features(self, x: Tensor) -> Tensor:
-        """x: (N, C, T, H, W) -> video embedding v (N, E) (eq. 12, not normalised)."""
-        n, t = x.shape[0], x.shape[2]
-        cls = self.project(self.encode_frames(x)[:, 0])  # (N*T, E)
-        return self.temporal_pool(cls.view(n, t, -1))  # (N*T, E) -> (N, T, E) -> (N, E)
-
-    def forward_features_map(self, x: Tensor) -> Tensor:
         """x: (N, C, T, H, W) -> frame class tokens as a map (N, E, T, 1, 1).
 
-        A ViT's last "feature map" that ``pool_features`` turns into v exactly: the per-frame
+        A ViT's unpooled output (timm's meaning, over time): ``forward_head(.., pre_logits=True)``
+        (``pool_features``) turns it into v of eq. (12) exactly: the per-frame
         class tokens z_t (eq. 11). Grad-CAM over it gives per-frame (temporal) importance;
         spatial maps need the patch tokens of ``forward_tokens``.
         """
@@ -220,10 +209,10 @@ class VideoViT(Backbone):
         return cls.view(n, t, -1).transpose(1, 2)[..., None, None]  # -> (N, E, T, 1, 1)
 
     def pool_features(self, fmap: Tensor) -> Tensor:
-        """fmap: (N, E, T, 1, 1) from ``forward_features_map`` -> v (N, E), eq. (12)."""
+        """fmap: (N, E, T, 1, 1) from ``forward_features`` -> v (N, E), eq. (12)."""
         return self.temporal_pool(fmap.flatten(2).transpose(1, 2))  # (N, E, T) -> (N, T, E)
 
-    def forward_head(self, feats: Tensor) -> Tensor:
+    def logits(self, feats: Tensor) -> Tensor:
         """feats: (N, E) -> (N, num_classes); identity when num_classes == 0."""
         return self.head(feats)
 

@@ -337,13 +337,13 @@ class VideoResNet(Backbone):
                 blocks.append(block(out_planes, planes, maker, 1, None, extra))
         return nn.Sequential(*blocks)
 
-    def forward_features_map(self, x: Tensor) -> Tensor:
+    def forward_features(self, x: Tensor) -> Tensor:
         """x: (N, C, T, H, W) -> layer4 map (N, feature_dim, T', H/16 or /32, W')."""
         self.check_input(x)
         x = self.stem(x)
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
-    def forward_head(self, feats: Tensor) -> Tensor:
+    def logits(self, feats: Tensor) -> Tensor:
         """feats: (N, feature_dim) -> (N, num_classes)."""
         return self.fc(feats)
 

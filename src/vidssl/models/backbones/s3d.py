@@ -131,12 +131,12 @@ class S3D(Backbone):
         init_weights(self)
         self.reset_classifier(num_classes)
 
-    def forward_features_map(self, x: Tensor) -> Tensor:
+    def forward_features(self, x: Tensor) -> Tensor:
         """x: (N, C, T, H, W) -> Mixed_5c map (N, 1024 x width, T/8, H/32, W/32)."""
         self.check_input(x)
         return self.features(x)
 
-    def forward_head(self, feats: Tensor) -> Tensor:
+    def logits(self, feats: Tensor) -> Tensor:
         """feats: (N, feature_dim) -> (N, num_classes) through the 1x1x1 conv classifier."""
         if self.num_classes == 0:
             return feats
