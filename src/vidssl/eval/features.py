@@ -30,7 +30,7 @@ from vidssl.models.backbones.base import pooled_features
 
 # batch keys that are never label sets
 NON_LABEL_KEYS: frozenset[str] = frozenset(
-    {"clips", "video", "views", "pretext", "index", "skipped"}
+    {"clips", "video", "views", "pretext", "index", "item", "skipped"}
 )
 
 FEATURES_FORMAT = "vidssl.features/1"
