@@ -495,3 +495,18 @@ def test_cell_seconds_add_training_and_evaluation_of_every_cell() -> None:
     ]
     assert bench_table.cell_seconds(records) == 195.5
     assert bench_table.cell_seconds([]) == 0.0
+
+
+def test_cells_not_run_yet_are_not_called_failed() -> None:
+    """A study spread over invocations: cells without a result yet say "not run"."""
+    done = _record("simclr", "pretrain", 0, [_result("linear", "motion", {"top1": 0.5, "top5": 1})])
+    records = [
+        done,
+        _record("simclr", "pretrain", 1, [], error=bench_table.NOT_RUN),
+        _record("byol", "pretrain", 0, [], error=bench_table.NOT_RUN),
+        _record("moco", "pretrain", 0, [], error="CellFailed: exited with code 1"),
+        _record("moco", "pretrain", 1, [], error=bench_table.NOT_RUN),
+    ]
+    table = bench_table.bench_table(bench_table.collect_rows(records), ["linear"], resources=False)
+    labels = [row[0] for row in table.rows]
+    assert labels == ["simclr (some seeds not run)", "byol (not run)", "moco (failed)"]

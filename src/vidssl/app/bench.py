@@ -111,7 +111,7 @@ from vidssl.app.bench_cells import (
 from vidssl.app.bench_cells import read_throughput as read_throughput  # demo.py's import
 from vidssl.app.bench_plan import ROW_LABELS as ROW_LABELS
 from vidssl.app.bench_plan import Bench, Cell, CellPlan, Preset
-from vidssl.app.bench_table import cell_record, write_outputs
+from vidssl.app.bench_table import NOT_RUN, cell_record, write_outputs
 from vidssl.app.bench_text import evaluate_text_protocols, plan_text
 from vidssl.config import Config, ConfigError, config_from_dict
 from vidssl.eval.stats import EvalResult, to_markdown
@@ -496,7 +496,7 @@ def run_bench(bench: Bench, plans: Sequence[CellPlan], *, run: bool = True) -> l
         bar.close()
         torch.set_num_threads(threads_before)
     return [
-        r if r is not None else {**cell_record(bench, p, None, [], 0.0), "error": "not run"}
+        r if r is not None else {**cell_record(bench, p, None, [], 0.0), "error": NOT_RUN}
         for p, r in zip(plans, records)
     ]
 
@@ -589,7 +589,7 @@ def run(args: argparse.Namespace) -> int:
     finished_before = sum(load_record(p) is not None for p in plans)
     records = run_bench(bench, plans, run=not args.table_only)
     ran = sum("error" not in r for r in records) > finished_before or any(
-        r.get("error") not in (None, "not run") for r in records
+        r.get("error") not in (None, NOT_RUN) for r in records
     )
     total_s = time.perf_counter() - start if ran else None
     threads = default_threads(bench.preset.threads)

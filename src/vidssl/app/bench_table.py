@@ -72,6 +72,9 @@ def cell_record(
 # ---------------------------------------------------------------------------------- table
 
 
+NOT_RUN = "not run"  # the error of a cell record that has no result yet (table-only)
+
+
 @dataclass
 class Row:
     """One table row: a method (or baseline) over its seeds."""
@@ -85,6 +88,15 @@ class Row:
     seeds: int = 0  # finished seeds
     resumed: bool = False
     errors: list[str] = field(default_factory=list)
+    not_run: int = 0  # seeds not run yet (a resumable run spread over invocations)
+
+    def status(self) -> str:
+        """What the row's label says about seeds without results ("" when all finished)."""
+        if self.errors:
+            return " (failed)" if not self.seeds else " (some seeds failed)"
+        if self.not_run:
+            return " (not run)" if not self.seeds else " (some seeds not run)"
+        return ""
 
 
 def collect_rows(records: Sequence[dict[str, Any]]) -> list[Row]:
@@ -93,6 +105,9 @@ def collect_rows(records: Sequence[dict[str, Any]]) -> list[Row]:
     for rec in (r for record in records for r in stream_records(record)):
         backbone = f"{rec['backbone']} ×{rec['width']:g}"
         row = rows.setdefault(rec["row"], Row(rec["label"], backbone))
+        if rec.get("error") == NOT_RUN:
+            row.not_run += 1
+            continue
         if "error" in rec:
             row.errors.append(f"seed {rec['seed']}: {rec['error']}")
             continue
@@ -159,10 +174,10 @@ def bench_table(rows: Sequence[Row], protocols: Sequence[str], resources: bool =
     body = []
     for row in rows:
         if not row.seeds:
-            body.append([f"{row.label} (failed)", row.backbone, "0", *["–"] * (len(header) - 3)])
+            body.append([row.label + row.status(), row.backbone, "0", *["–"] * (len(header) - 3)])
             continue
         cells = [
-            row.label + (" (some seeds failed)" if row.errors else ""),
+            row.label + row.status(),
             row.backbone,
             str(row.seeds),
             *(_metric_cell(row, *c) for c in columns),
