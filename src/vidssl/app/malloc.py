@@ -5,8 +5,8 @@ glibc serves blocks above its mmap threshold (dynamic, 128 KiB up to 32 MiB) wit
 and gives them back with ``munmap`` when freed, so every step page-faults them in again (and
 the kernel zeroes each page); freed memory at the top of the heap above the trim threshold is
 returned to the OS as well. With a high mmap threshold and trim threshold the buffers stay in
-the heap and are reused: for the CPU bench's MTCL row, 4.5x fewer minor page faults and 5-9 %
-less CPU time (docs/performance.md has the numbers and the commands).
+the heap and are reused: for the CPU bench's MTCL row, 3.4-4.5x fewer minor page faults and
+5-8 % less CPU time (docs/performance.md has the numbers and the commands).
 
 The cost is memory that the process keeps after a peak instead of giving it back (the peak
 itself, VmHWM, is measured in docs/performance.md). ``VIDSSL_MALLOC=0`` turns it off; an
