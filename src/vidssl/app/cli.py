@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from vidssl import __version__
+from vidssl.app.malloc import tune_malloc
 
 # command name -> (module implementing it, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -33,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "the main job on the built-in synthetic set: pretrain, evaluate, report",
     ),
 }
+# commands that train or run models over a dataset: glibc malloc settings first (app/malloc.py)
+MODEL_COMMANDS = frozenset({"pretrain", "train-supervised", "eval", "embed", "bench", "demo"})
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -54,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI. ``argv`` excludes the program name; tests call ``main([...])``."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in args_list if not a.startswith("-")), None)
+    if command in MODEL_COMMANDS:
+        tune_malloc()  # before torch allocates; forked DataLoader workers inherit it
     parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(args_list)
     module = importlib.import_module(args._module)
