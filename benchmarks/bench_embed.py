@@ -31,7 +31,7 @@ import torch
 
 from vidssl.app.cli import main
 from vidssl.app.train.precision import guard_bf16_conv3d, resolve_amp
-from vidssl.data.datasets import DATASETS
+from vidssl.data.datasets import open_split
 from vidssl.data.storage import write_frames
 from vidssl.eval.context import multi_clip_loader
 from vidssl.eval.features import extract_features
@@ -85,7 +85,7 @@ def main_bench() -> None:
         model = weights.build(0)
         if amp_dtype is not None:
             guard_bf16_conv3d(model)
-        built = DATASETS["unlabelled"](root=str(src))
+        built = open_split("unlabelled", str(src), None, {})
         ctx = SimpleNamespace(
             cfg=cfg,
             weights=weights,

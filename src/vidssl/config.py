@@ -281,13 +281,17 @@ _PATH_SUFFIXES = ("_dir", "_path", "_file")
 
 
 def _check_dataset(data: DataConfig) -> None:
-    from vidssl.data.datasets import DATASETS
+    from vidssl.data.datasets import DatasetArgError, dataset_hints, dataset_params
 
-    builder = _lookup(DATASETS, data.dataset, "data.dataset", "dataset")
-    params = keyword_params(builder)
+    try:
+        params = dataset_params(data.dataset)
+    except DatasetArgError as err:  # an unknown dataset
+        raise ConfigError("data.dataset", err.message) from err
     owned = {"root", "subset"} & set(params)  # filled from data.root / data.subset
     args = {k: v for k, v in params.items() if k not in owned}
-    _check_kwargs(data.args, args, _hints(builder), "data.args", f"dataset {data.dataset!r}")
+    _check_kwargs(
+        data.args, args, dataset_hints(data.dataset), "data.args", f"dataset {data.dataset!r}"
+    )
     if "root" in params and params["root"].default is inspect.Parameter.empty and not data.root:
         raise ConfigError("data.root", f"dataset {data.dataset!r} needs a data folder")
     if data.root and not Path(data.root).exists():

@@ -312,10 +312,10 @@ def make_bench(
 
 def _num_classes(base: Config) -> int:
     """Classes of the shared training data's primary labels (the supervised row's head)."""
-    from vidssl.app.train.build import dataset_kwargs
-    from vidssl.data.datasets import DATASETS
+    from vidssl.data.datasets import open_split
 
-    index = DATASETS[base.data.dataset](**dataset_kwargs(base)).index
+    d = base.data
+    index = open_split(d.dataset, d.root, d.subset, d.args).index
     return max(len(index.classes), max((item.label for item in index.items), default=-1) + 1)
 
 

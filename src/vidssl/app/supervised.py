@@ -50,10 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def count_classes(cfg: Config) -> int:
     """Classes of the training data for ``method.label_key`` (the class list, or max label + 1)."""
-    from vidssl.app.train.build import dataset_kwargs
-    from vidssl.data.datasets import DATASETS
+    from vidssl.data.datasets import open_split
 
-    index = DATASETS[cfg.data.dataset](**dataset_kwargs(cfg)).index
+    d = cfg.data
+    index = open_split(d.dataset, d.root, d.subset, d.args).index
     key = cfg.method.hparams.get("label_key", "label")
     if key == "label":
         labels = [item.label for item in index.items]

@@ -77,17 +77,12 @@ def _dataset(
     cfg: Config, method: torch.nn.Module, ecfg: TextSettings, extra: dict[str, Any]
 ) -> VideoDataset:
     """The checkpoint's dataset, subset ``ecfg.subset``, with K-view test clips."""
-    from vidssl.app.train.build import dataset_kwargs
-    from vidssl.config import keyword_params
-    from vidssl.data.datasets import DATASETS, VideoDataset
+    from vidssl.data.datasets import VideoDataset, open_split
     from vidssl.data.recipes import RECIPES
 
     d = cfg.data
     d.args = {**d.args, **extra}
-    kwargs = dataset_kwargs(cfg)
-    if "subset" in keyword_params(DATASETS[d.dataset]):
-        kwargs["subset"] = ecfg.subset
-    index, opener = DATASETS[d.dataset](**kwargs)
+    index, opener = open_split(d.dataset, d.root, ecfg.subset, d.args)
     overrides = {k: v for k, v in method.recipe_overrides.items() if k in ("mean", "std")}
     recipe = RECIPES["multi_clip"](
         clip_len=ecfg.clip_len or d.clip_len,

@@ -12,16 +12,19 @@ The sample carries ``"skipped"``: the number of files replaced to make it. After
 ``max_retries`` consecutive failures (or when every item has been tried) a ``RuntimeError``
 names the files that failed, so a fully unreadable folder fails fast instead of hanging.
 
-``DATASETS`` builds a dataset's index (and opener) by name for the engine:
-``index, opener = DATASETS[name](root=..., subset=..., **kwargs)``. Every builder takes the
-data folder as ``root`` (ignored by the in-memory synthetic set when empty) and the
-train/test part as ``subset``; the rest are dataset-specific keywords.
+``DATASETS`` is the one dataset registry: name -> builder of the index (and opener). Every
+caller opens a dataset through :func:`open_split`:
+``index, opener = open_split(name, root, subset, args)``. Every builder takes the data folder
+as ``root`` (ignored by the in-memory synthetic set when empty) and the train/test part as
+``subset``; ``args`` holds the dataset-specific keywords.
 """
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
+import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -292,11 +295,59 @@ DATASETS: dict[str, Callable[..., BuiltDataset]] = {
 }
 
 
-def build_dataset(name: str, **kwargs: Any) -> BuiltDataset:
-    """``DATASETS[name](**kwargs)`` with errors naming the dataset and the bad argument."""
+# builder keywords filled from open_split's own arguments, never from ``args``
+_OWNED = ("root", "subset")
+
+
+class DatasetArgError(ValueError):
+    """An unknown dataset or dataset argument. ``field`` names it: ``"dataset"`` or
+    ``"args.<name>"`` (callers prefix their own section, e.g. ``data.args.<name>``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def dataset_params(name: str) -> dict[str, inspect.Parameter]:
+    """Keyword parameters of dataset ``name``'s builder (``root`` and ``subset`` included)."""
     if name not in DATASETS:
-        raise KeyError(f"unknown dataset {name!r}: expected one of {sorted(DATASETS)}")
-    try:
-        return DATASETS[name](**kwargs)
-    except TypeError as exc:
-        raise TypeError(f"dataset {name!r}: {exc}") from exc
+        raise DatasetArgError(
+            "dataset", f"unknown dataset {name!r}; choose from {sorted(DATASETS)}"
+        )
+    params = inspect.signature(DATASETS[name]).parameters.values()
+    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return {p.name: p for p in params if p.kind in kinds}
+
+
+def dataset_hints(name: str) -> dict[str, Any]:
+    """Type hints of dataset ``name``'s builder parameters (for value checks)."""
+    dataset_params(name)  # the unknown-name error
+    return typing.get_type_hints(DATASETS[name])
+
+
+def open_split(
+    name: str, root: str | Path | None, subset: str | None, args: dict[str, Any]
+) -> BuiltDataset:
+    """Subset ``subset`` of dataset ``name`` in folder ``root``, built with the further builder
+    keywords ``args``: the one path from a dataset name to its index and opener (training,
+    evaluation, zero-shot, bench and supervised all call it).
+
+    ``root`` / ``subset`` are passed only when given and the builder takes them (the in-memory
+    synthetic set has no folder; ``unlabelled`` ignores a missing subset folder). An unknown
+    ``name`` or a key of ``args`` the builder does not take raises :class:`DatasetArgError`
+    naming it.
+    """
+    params = dataset_params(name)
+    for key in args:
+        if key in _OWNED or key not in params:
+            allowed = sorted(set(params) - set(_OWNED))
+            raise DatasetArgError(
+                f"args.{key}", f"unknown argument for dataset {name!r}; expected one of {allowed}"
+            )
+    kwargs = dict(args)
+    if subset and "subset" in params:
+        kwargs["subset"] = subset
+    if root and "root" in params:
+        kwargs["root"] = root
+    return DATASETS[name](**kwargs)

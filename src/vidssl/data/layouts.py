@@ -1,8 +1,8 @@
 """Dataset layouts: where the videos of a dataset are and what their labels are.
 
 Each layout function reads one split/subset of a dataset from disk and returns a
-:class:`DatasetIndex` (items ``(path, label, extra)`` + class names). Layouts are chosen by
-name from the plain dict :data:`LAYOUTS`.
+:class:`DatasetIndex` (items ``(path, label, extra)`` + class names). Datasets are opened by
+name through :func:`vidssl.data.datasets.open_split` (the one registry, ``DATASETS``).
 
 Prepared storage. ``vidssl prepare`` mirrors a raw video tree into ``.vfs`` frame-storage
 files (``<root>/<rel>.vfs``, e.g. ``ApplyEyeMakeup/v_X.avi.vfs``). Every layout that resolves a
@@ -18,10 +18,9 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from vidssl.data.extensions import (
     SOURCE_EXTENSIONS,
@@ -329,20 +328,3 @@ def kinetics(
             f"none of the {subset!r} videos of {csv_path} are under {video_root}"
         )
     return DatasetIndex(items, classes)
-
-
-# layout name -> function returning a DatasetIndex
-LAYOUTS: dict[str, Callable[..., DatasetIndex]] = {
-    "class_folders": class_folders,
-    "unlabelled": unlabelled,
-    "ucf101": ucf101,
-    "hmdb51": hmdb51,
-    "kinetics": kinetics,
-}
-
-
-def build_layout(name: str, **kwargs: Any) -> DatasetIndex:
-    """``LAYOUTS[name](**kwargs)`` with an error naming the unknown layout."""
-    if name not in LAYOUTS:
-        raise KeyError(f"unknown layout {name!r}: expected one of {sorted(LAYOUTS)}")
-    return LAYOUTS[name](**kwargs)

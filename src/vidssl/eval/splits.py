@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +17,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vidssl.config import ConfigError, check_type, keyword_params
-from vidssl.data.datasets import DATASETS, BuiltDataset
+from vidssl.config import ConfigError, check_type
+from vidssl.data.datasets import (
+    BuiltDataset,
+    DatasetArgError,
+    dataset_hints,
+    dataset_params,
+    open_split,
+)
 
 SPLITS: tuple[int, ...] = (1, 2, 3)
 
@@ -52,25 +57,25 @@ def resolve_splits(split: int | str) -> list[int]:
 
 
 def _builder_params(dataset: str) -> dict[str, Any]:
-    if dataset not in DATASETS:
-        raise ConfigError("--data", f"unknown dataset {dataset!r}; choose from {sorted(DATASETS)}")
-    return keyword_params(DATASETS[dataset])
+    try:
+        return dataset_params(dataset)
+    except DatasetArgError as err:  # an unknown dataset
+        raise ConfigError("--data", err.message) from err
 
 
 def check_dataset_args(dataset: str, root: str | None, args: dict[str, Any]) -> None:
     """Dataset name, folder and builder keywords, checked before any work."""
     params = _builder_params(dataset)
-    hints = typing.get_type_hints(DATASETS[dataset])
+    hints = dataset_hints(dataset)
     for name, value in args.items():
-        if name in ("root", "video_root", "subset") or name not in params:
-            allowed = sorted(set(params) - {"root", "video_root", "subset"})
+        if name in ("root", "subset") or name not in params:
+            allowed = sorted(set(params) - {"root", "subset"})
             raise ConfigError(
                 f"data.{name}",
                 f"unknown argument for dataset {dataset!r}; expected one of {allowed}",
             )
         check_type(value, hints.get(name, Any), f"data.{name}")
-    root_param = next((p for p in ("root", "video_root") if p in params), None)
-    needs_root = root_param is not None and params[root_param].default is inspect.Parameter.empty
+    needs_root = "root" in params and params["root"].default is inspect.Parameter.empty
     if needs_root and not root:
         raise ConfigError("--root", f"dataset {dataset!r} needs its data folder")
     if root and not Path(root).exists():
@@ -91,13 +96,11 @@ def split_args(dataset: str, root: str | None, args: dict[str, Any], split: int)
 
 def build_subset(dataset: str, root: str | None, args: dict[str, Any], subset: str) -> BuiltDataset:
     """Subset ``subset`` of ``dataset`` (in ``root``) built with the keywords ``args``."""
-    params = _builder_params(dataset)
-    kwargs = dict(args)
-    if "subset" in params:
-        kwargs["subset"] = subset
-    if root:
-        kwargs["root" if "root" in params else "video_root"] = root
-    return DATASETS[dataset](**kwargs)
+    try:
+        return open_split(dataset, root, subset, args)
+    except DatasetArgError as err:  # names the field: --data, data.<argument>
+        field = "--data" if err.field == "dataset" else f"data.{err.field.removeprefix('args.')}"
+        raise ConfigError(field, err.message) from err
 
 
 def _extra_class_names(

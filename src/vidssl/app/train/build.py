@@ -5,7 +5,7 @@
     recipe   = RECIPES[method.recipe](clip_len, stride, size, train=True,
                                       **method.recipe_overrides, **data.recipe)
     dataset  = VideoDataset(index, recipe, seed=train.seed, opener=opener)
-               where index, opener = DATASETS[data.dataset](root, subset, **data.args)
+               where index, opener = open_split(data.dataset, data.root, data.subset, data.args)
 
 ``data.recipe`` entries win over the method's ``recipe_overrides`` (e.g. ``gap: random`` for a
 CVRL ablation). A method whose ``train_item_filter()`` returns a predicate keeps only the
@@ -26,7 +26,7 @@ from torch import nn
 from vidssl import dist
 from vidssl.app.train.checkpoint import seed_all
 from vidssl.app.train.loop import Trainer
-from vidssl.config import Config, ConfigError, keyword_params
+from vidssl.config import Config, ConfigError
 from vidssl.methods.base import Method
 
 log = logging.getLogger(__name__)
@@ -43,22 +43,9 @@ def build_method(cfg: Config) -> Method:
     return METHODS[cfg.method.name](backbone, **cfg.method.hparams)
 
 
-def dataset_kwargs(cfg: Config) -> dict[str, Any]:
-    """Keyword arguments for ``DATASETS[cfg.data.dataset]``."""
-    from vidssl.data.datasets import DATASETS
-
-    params = keyword_params(DATASETS[cfg.data.dataset])
-    kwargs = dict(cfg.data.args)
-    if "subset" in params and cfg.data.subset:
-        kwargs["subset"] = cfg.data.subset
-    if "root" in params and cfg.data.root:
-        kwargs["root"] = cfg.data.root
-    return kwargs
-
-
 def build_dataset(cfg: Config, method: Method, train: bool = True) -> Any:
     """The ``VideoDataset`` the method trains on (its recipe, the config's data)."""
-    from vidssl.data.datasets import DATASETS, VideoDataset
+    from vidssl.data.datasets import VideoDataset, open_split
     from vidssl.data.layouts import DatasetIndex
     from vidssl.data.recipes import RECIPES
 
@@ -67,7 +54,7 @@ def build_dataset(cfg: Config, method: Method, train: bool = True) -> Any:
     recipe = RECIPES[method.recipe](
         clip_len=d.clip_len, stride=d.stride, size=d.size, train=train, **recipe_kwargs
     )
-    index, opener = DATASETS[d.dataset](**dataset_kwargs(cfg))
+    index, opener = open_split(d.dataset, d.root, d.subset, d.args)
     keep = method.train_item_filter()
     if train and keep is not None:
         items = [item for item in index.items if keep(item)]
