@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from vidssl.app.eval import allow_trailing_overrides
+from vidssl.app.eval_settings import add_weights_arguments
 from vidssl.app.progress import add_shard_argument
 
 CHUNK_VIDEOS = 256  # videos per stored part: a killed run loses at most this many
@@ -48,19 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--subsets", default="train,test", help="with --data: subsets to embed (default train,test)"
     )
-    parser.add_argument("--backbone", default=None, help="backbone name (required with random)")
-    parser.add_argument("--width", type=float, default=None, help="width (required with random)")
-    parser.add_argument(
-        "--stream",
-        default="rgb",
-        choices=("rgb", "flow", "both"),
-        help="two-stream (CVTCL) checkpoints: RGB, flow, or both (features averaged)",
-    )
-    parser.add_argument(
-        "--flow-root",
-        default=None,
-        metavar="DIR",
-        help="stored flow mirroring SRC (vidssl flow); default: computed on the fly",
+    add_weights_arguments(
+        parser,
+        "two-stream (CVTCL) checkpoints: RGB, flow, or both (features averaged)",
+        "stored flow mirroring SRC (vidssl flow); default: computed on the fly",
     )
     parser.add_argument("--config", default=None, metavar="FILE", help="YAML eval settings")
     parser.add_argument(

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vidssl.app.eval_settings import parse_settings
+from vidssl.app.eval_settings import add_weights_arguments, parse_settings
 from vidssl.eval.protocols import ALL, PROTOCOLS, names
 
 PROTOCOL_CHOICES_HELP = " | ".join([*ALL, "all", *(n for n in PROTOCOLS if n not in ALL)])
@@ -55,19 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write OUT/eval/*.json and the report's arrays (default: the checkpoint's folder)",
     )
     parser.add_argument("--config", default=None, metavar="FILE", help="YAML eval settings")
-    parser.add_argument("--backbone", default=None, help="backbone name (required with random)")
-    parser.add_argument("--width", type=float, default=None, help="width (required with random)")
-    parser.add_argument(
-        "--stream",
-        default="rgb",
-        choices=("rgb", "flow", "both"),
-        help="two-stream (CVTCL) checkpoints: RGB, flow, or both (features averaged)",
-    )
-    parser.add_argument(
-        "--flow-root",
-        default=None,
-        metavar="DIR",
-        help="stored flow mirroring --root (vidssl flow); default: flow computed on the fly",
+    add_weights_arguments(
+        parser,
+        "two-stream (CVTCL) checkpoints: RGB, flow, or both (features averaged)",
+        "stored flow mirroring --root (vidssl flow); default: flow computed on the fly",
     )
     parser.add_argument(
         "overrides",

@@ -1,15 +1,32 @@
-"""Settings of ``vidssl eval``: an optional YAML file plus ``key=value`` overrides.
+"""Settings shared by the commands that read a checkpoint's backbone.
 
-Shared by the frozen-feature protocols (``vidssl.app.eval``) and the text protocols
-(``vidssl.app.zeroshot``).
+- :func:`parse_settings`: an optional YAML file plus ``key=value`` overrides (``vidssl eval``,
+  its text protocols in ``vidssl.app.zeroshot``, ``vidssl embed``);
+- :func:`add_weights_arguments`: which backbone of which checkpoint (``--backbone``,
+  ``--width`` for ``random``; ``--stream``, ``--flow-root`` for two-stream checkpoints) in
+  ``vidssl eval``, ``embed`` and ``export``.
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from vidssl.models.two_stream import STREAMS
+
+
+def add_weights_arguments(
+    parser: argparse.ArgumentParser, stream_help: str, flow_root_help: str | None = None
+) -> None:
+    """``--backbone``, ``--width``, ``--stream`` and (with ``flow_root_help``) ``--flow-root``."""
+    parser.add_argument("--backbone", default=None, help="backbone name (required with random)")
+    parser.add_argument("--width", type=float, default=None, help="width (required with random)")
+    parser.add_argument("--stream", default="rgb", choices=tuple(STREAMS), help=stream_help)
+    if flow_root_help is not None:
+        parser.add_argument("--flow-root", default=None, metavar="DIR", help=flow_root_help)
 
 
 def parse_settings(

@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vidssl.app.eval_settings import add_weights_arguments
+
 ONNX_TOLERANCE = 1e-4  # max abs difference between onnxruntime's and PyTorch's features
 
 
@@ -26,14 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", metavar="CKPT", help="vidssl checkpoint, or 'random'")
     parser.add_argument("--format", required=True, choices=("torchvision", "onnx"))
     parser.add_argument("--out", required=True, type=Path, metavar="FILE")
-    parser.add_argument("--backbone", default=None, help="backbone name (required with random)")
-    parser.add_argument("--width", type=float, default=None, help="width (required with random)")
-    parser.add_argument(
-        "--stream",
-        default="rgb",
-        choices=("rgb", "flow", "both"),
-        help="two-stream checkpoints (onnx only for flow / both)",
-    )
+    add_weights_arguments(parser, "two-stream checkpoints (onnx only for flow / both)")
     parser.add_argument(
         "--num-classes",
         type=int,
