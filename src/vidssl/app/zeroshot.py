@@ -48,15 +48,10 @@ def load_text_method(checkpoint: str | Path) -> tuple[Method, Config]:
     whose method cannot match texts (``Method.matches_text`` is False).
     """
     from vidssl.app.train.build import build_method
-    from vidssl.app.train.checkpoint import CheckpointError, load_checkpoint
+    from vidssl.eval.weights import open_checkpoint
 
     path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        ckpt = load_checkpoint(path)
-    except CheckpointError as err:
-        raise ConfigError("--checkpoint", str(err)) from err
+    ckpt = open_checkpoint(path)
     if not isinstance(ckpt.get("config"), dict):
         raise ConfigError("--checkpoint", f"{path} records no config; was it written by pretrain?")
     cfg = config_from_dict(ckpt["config"])

@@ -141,6 +141,18 @@ class StreamWeights(Weights):
         return {**flow, **({"flow_root": self.flow_root} if self.flow_root else {})}
 
 
+def open_checkpoint(checkpoint: str | Path) -> dict[str, Any]:
+    """A checkpoint file's contents for a command: ``FileNotFoundError`` for a missing file,
+    :class:`ConfigError` on ``--checkpoint`` for one that cannot be read."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return load_checkpoint(path)
+    except CheckpointError as err:
+        raise ConfigError("--checkpoint", str(err)) from err
+
+
 def read_weights(
     checkpoint: str | Path,
     *,
@@ -164,12 +176,7 @@ def read_weights(
         weights = Weights(RANDOM, backbone, float(width), None, "")
         return weights if stream == "rgb" else StreamWeights(**vars(weights), stream=stream)
     path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        ckpt = load_checkpoint(path)
-    except CheckpointError as err:
-        raise ConfigError("--checkpoint", str(err)) from err
+    ckpt = open_checkpoint(path)
     config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
     model = config.get("model", {}) if isinstance(config.get("model"), dict) else {}
     name = backbone or model.get("backbone")
