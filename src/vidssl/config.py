@@ -339,6 +339,12 @@ def _build_section(cls: type, raw: dict[str, Any], section: str) -> Any:
             raise ConfigError("method.name", f"expected str, got {name!r}")
         hparams = raw.pop("hparams", {})
         return MethodConfig(name=name, hparams={**hparams, **raw})
+    return dataclass_from_dict(cls, raw, section)
+
+
+def dataclass_from_dict(cls: type, raw: dict[str, Any], section: str) -> Any:
+    """``cls(**raw)`` with every field type-checked; :class:`ConfigError` names
+    ``section.field`` for an unknown or ill-typed one."""
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     values = {}

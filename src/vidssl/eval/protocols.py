@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from vidssl.config import ConfigError, check_type
+from vidssl.config import ConfigError, dataclass_from_dict
 from vidssl.eval.finetune import Finetune
 from vidssl.eval.frozen import Knn, Linear, Retrieval
 from vidssl.eval.protocol_base import ArtefactSettings, ClipSettings, Protocol
@@ -110,23 +110,12 @@ EVAL_MINIMA: dict[str, float] = {
 }
 
 
-def _checked(kind: type, values: dict[str, Any], source: str) -> Any:
-    hints = typing.get_type_hints(kind)
-    known = {f.name for f in dataclasses.fields(kind)}
-    checked = {}
-    for name, value in values.items():
-        if name not in known:
-            raise ConfigError(f"{source}.{name}", f"unknown field; expected one of {sorted(known)}")
-        checked[name] = check_type(value, hints[name], f"{source}.{name}")
-    return kind(**checked)
-
-
 def eval_config_from_dict(values: dict[str, Any], source: str = "eval") -> Any:
     """An :data:`EvalConfig` from ``{field: value}``, type- and range-checked.
 
     Raises :class:`ConfigError` naming ``source.field`` for an unknown field or a bad value.
     """
-    cfg = _checked(EvalConfig, values, source)
+    cfg = dataclass_from_dict(EvalConfig, values, source)
     check_eval_config(cfg, source)
     return cfg
 
@@ -151,7 +140,7 @@ def check_eval_config(cfg: Any, source: str = "eval") -> None:
 
 def text_settings_from_dict(values: dict[str, Any]) -> TextSettings:
     """Checked :class:`TextSettings`; :class:`ConfigError` names a bad field."""
-    cfg = _checked(TextSettings, values, "eval")
+    cfg = dataclass_from_dict(TextSettings, values, "eval")
     if cfg.num_clips < 1 or cfg.batch_size < 1 or cfg.workers < 0:
         raise ConfigError("eval", "num_clips and batch_size must be >= 1, workers >= 0")
     if cfg.num_crops not in (1, 3):
