@@ -1,13 +1,24 @@
 """``vidssl synth OUT``: write the built-in synthetic dataset as video files.
 
-Writes ``OUT/<train|test>/<motion class>/<id>.mp4`` (class-folder layout), ``OUT/classes.json``
-and ``OUT/labels.csv`` (appearance labels). Load it back with the ``synthetic`` dataset
-(``root=OUT``) or any class-folder layout.
+``--layout folders`` (default) writes ``OUT/<train|test>/<motion class>/<id>.mp4`` (class-folder
+layout), ``OUT/classes.json`` and ``OUT/labels.csv`` (appearance labels). Load it back with the
+``synthetic`` dataset (``root=OUT``) or any class-folder layout.
+
+``--layout ucf101`` writes it as UCF101 is distributed (motion labels only):
+``OUT/videos/<motion>/v_<motion>_gNN_cMM.mp4`` and ``OUT/ucfTrainTestlist/`` (split 1 = the
+set's train / test subsets; :mod:`vidssl.data.synthetic_ucf101`). Load it back with the
+``ucf101`` dataset (``root=OUT/videos``), also after ``vidssl prepare OUT/videos DST``.
 """
 
 from __future__ import annotations
 
 import argparse
+
+from vidssl.data.synthetic import SyntheticConfig, write_synthetic
+from vidssl.data.synthetic_ucf101 import write_synthetic_ucf101
+
+# --layout name -> writer(out, cfg, progress) (numpy only at import; PyAV is imported on writing)
+WRITERS = {"folders": write_synthetic, "ucf101": write_synthetic_ucf101}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,12 +39,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="light from above: a canonical 'up', so that rotated clips are recognisable",
     )
+    parser.add_argument(
+        "--layout",
+        choices=sorted(WRITERS),
+        default="folders",
+        help="folders: <train|test>/<motion>/ + labels.csv (both label sets, default); "
+        "ucf101: videos/<motion>/v_*.mp4 + ucfTrainTestlist/ (motion labels only)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidssl.data.synthetic import SyntheticConfig, write_synthetic
-
     cfg = SyntheticConfig(
         num_videos=args.videos,
         frames=args.frames,
@@ -44,6 +60,6 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         upright=args.upright,
     )
-    out = write_synthetic(args.out, cfg, progress=not args.no_progress)
+    out = WRITERS[args.layout](args.out, cfg, not args.no_progress)
     print(f"wrote {cfg.num_videos} videos ({cfg.num_test} test) to {out}")
     return 0

@@ -1,0 +1,120 @@
+"""``vidssl synth --layout ucf101``: the synthetic set as UCF101 is distributed, read back by the
+``ucf101`` dataset (raw and prepared) with the generator's motion labels, and the
+``cpu-files`` bench preset planned on such a copy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vidssl.app import bench
+from vidssl.app.cli import main
+from vidssl.data.datasets import open_split
+from vidssl.data.synthetic import MOTIONS, SyntheticConfig, synthetic_labels
+
+pytest.importorskip("av")
+
+# 8 motion classes, as the cpu-files preset's X-CLIP row names 8 class texts
+CFG = SyntheticConfig(num_videos=16, frames=8, size=32, num_motions=8, seed=3, upright=True)
+SYNTH = ["--videos", "16", "--frames", "8", "--size", "32", "--motions", "8", "--seed", "3"]
+
+
+@pytest.fixture(scope="module")
+def ucf_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "set"
+    assert (
+        main(["synth", str(out), *SYNTH, "--upright", "--layout", "ucf101", "--no-progress"]) == 0
+    )
+    return out
+
+
+def _labels_by_rank(subset: str) -> list[int]:
+    """The generator's motion labels of ``subset`` in id order."""
+    motion, _ = synthetic_labels(CFG)
+    return [int(motion[i]) for i in CFG.subset_ids(subset)]
+
+
+def _read(root: Path, subset: str) -> tuple[list[int], list[str], list[str]]:
+    index = open_split("ucf101", root, subset, {"split": 1}).index
+    return [it.label for it in index.items], index.classes, [it.path for it in index.items]
+
+
+@pytest.mark.parametrize("subset", ["train", "test"])
+def test_ucf101_copy_reads_back_with_the_generators_motion_labels(
+    ucf_copy: Path, subset: str
+) -> None:
+    labels, classes, paths = _read(ucf_copy / "videos", subset)
+    assert classes == CFG.motion_classes == list(MOTIONS)  # classInd in the generator's order
+    assert labels == _labels_by_rank(subset)  # list order = id order
+    assert all(Path(p).parent.name == classes[k] for p, k in zip(paths, labels, strict=True))
+    assert all(
+        Path(p).name.startswith(f"v_{classes[k]}_g") for p, k in zip(paths, labels, strict=True)
+    )
+
+
+def test_ucf101_copy_has_only_split_1_and_the_official_line_formats(ucf_copy: Path) -> None:
+    lists = ucf_copy / "ucfTrainTestlist"
+    assert sorted(p.name for p in lists.iterdir()) == [
+        "classInd.txt",
+        "testlist01.txt",
+        "trainlist01.txt",
+    ]
+    assert (lists / "classInd.txt").read_text().splitlines()[0] == "1 right"
+    assert all(
+        len(line.split()) == 2 for line in (lists / "trainlist01.txt").read_text().splitlines()
+    )
+    assert all(
+        len(line.split()) == 1 for line in (lists / "testlist01.txt").read_text().splitlines()
+    )
+    with pytest.raises(FileNotFoundError, match="testlist02"):
+        open_split("ucf101", ucf_copy / "videos", "test", {"split": 2})
+
+
+def test_prepared_ucf101_copy_reads_the_same_labels_from_vfs_files(ucf_copy: Path) -> None:
+    prepared = ucf_copy / "videos-prepared"  # the list folder stays next to it
+    argv = ["prepare", str(ucf_copy / "videos"), str(prepared), "--short-side", "0"]
+    assert main([*argv, "--codec", "png", "--workers", "1"]) == 0
+    for subset in ("train", "test"):
+        labels, _, paths = _read(prepared, subset)
+        assert labels == _labels_by_rank(subset)
+        assert all(p.endswith(".mp4.vfs") and Path(p).is_relative_to(prepared) for p in paths)
+
+
+def test_cpu_files_preset_plans_on_a_prepared_copy(
+    ucf_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prepared = ucf_copy / "videos-prepared"
+    if not prepared.is_dir():
+        assert main(["prepare", str(ucf_copy / "videos"), str(prepared), "--workers", "1"]) == 0
+    raw = yaml.safe_load((bench.PRESET_DIR / "cpu-files.yaml").read_text())
+    cpu = yaml.safe_load((bench.PRESET_DIR / "cpu.yaml").read_text())
+    data = raw["pretrain"]["data"]
+    assert data["dataset"] == "ucf101"
+    # identical to cpu.yaml but for the data section and the rows named in its comments
+    for key in ("seeds", "threads", "supervised", "eval"):
+        assert raw[key] == cpu[key]
+    for key in ("model", "optim", "train", "method"):
+        assert raw["pretrain"][key] == cpu["pretrain"][key]
+    # the preset's relative root, resolved against the current folder
+    (tmp_path / Path(data["root"]).parent).mkdir(parents=True)
+    (tmp_path / data["root"]).symlink_to(prepared)
+    (tmp_path / Path(data["root"]).parent / "ucfTrainTestlist").symlink_to(
+        ucf_copy / "ucfTrainTestlist"
+    )
+    monkeypatch.chdir(tmp_path)
+    plans = bench.plan_cells(
+        bench.make_bench(bench.load_preset(bench.PRESET_DIR / "cpu-files.yaml"), tmp_path / "out")
+    )
+    rows = [p.cell.row for p in plans]
+    assert rows == ["random", *raw["methods"], "supervised"]
+    supervised = next(p for p in plans if p.cell.row == "supervised")
+    assert supervised.config.method.hparams["num_classes"] == 8  # the copy's motion classes
+    # X-CLIP's class texts follow the generator's class order, which classInd.txt keeps
+    xclip = next(p for p in plans if p.cell.row == "xclip")
+    texts = xclip.config.method.hparams["class_texts"]
+    assert (
+        len(texts) == 8 and texts[4] == "turning clockwise" and CFG.motion_classes[4] == "rotate_cw"
+    )
+    assert {p.config.data.dataset for p in plans if p.config} == {"ucf101"}
