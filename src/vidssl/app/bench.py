@@ -555,7 +555,7 @@ def command_line(args: argparse.Namespace) -> str:
 
 def list_presets() -> int:
     """Print every shipped preset (name, methods, seeds, file), each read and shape-checked."""
-    paths = sorted(PRESET_DIR.glob("*.yaml"))
+    paths = sorted(PRESET_DIR.glob("*.yaml"), key=lambda p: p.stem)  # by name: cpu before cpu-files
     if not paths:
         print(f"vidssl bench: no presets in {PRESET_DIR}", file=sys.stderr)
         return 2
