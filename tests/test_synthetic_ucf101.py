@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -92,8 +93,8 @@ def test_cpu_files_preset_plans_on_a_prepared_copy(
     cpu = yaml.safe_load((bench.PRESET_DIR / "cpu.yaml").read_text())
     data = raw["pretrain"]["data"]
     assert data["dataset"] == "ucf101"
-    # identical to cpu.yaml but for the data section and the rows named in its comments
-    for key in ("seeds", "threads", "supervised", "eval"):
+    # identical to cpu.yaml but for the data section (and the description)
+    for key in ("methods", "overrides", "seeds", "threads", "supervised", "eval"):
         assert raw[key] == cpu[key]
     for key in ("model", "optim", "train", "method"):
         assert raw["pretrain"][key] == cpu["pretrain"][key]
@@ -118,3 +119,14 @@ def test_cpu_files_preset_plans_on_a_prepared_copy(
         len(texts) == 8 and texts[4] == "turning clockwise" and CFG.motion_classes[4] == "rotate_cw"
     )
     assert {p.config.data.dataset for p in plans if p.config} == {"ucf101"}
+
+
+def test_cpu_files_preset_without_its_copy_names_the_data_and_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # nothing written here: runs/synth-files/ is missing
+    preset = bench.load_preset(bench.PRESET_DIR / "cpu-files.yaml")
+    with pytest.raises(
+        bench.BenchError, match=f"pretrain.data .*relative to {re.escape(str(tmp_path))}"
+    ):
+        bench.plan_cells(bench.make_bench(preset, tmp_path / "out"))

@@ -310,12 +310,19 @@ def make_bench(
     return Bench(preset, out, protocols, eval_cfg, base)
 
 
-def _num_classes(base: Config) -> int:
-    """Classes of the shared training data's primary labels (the supervised row's head)."""
+def _num_classes(bench: Bench) -> int:
+    """Classes of the shared training data's primary labels (the supervised row's head). Data
+    that cannot be read (e.g. a file copy not written yet) is a :class:`BenchError`."""
     from vidssl.data.datasets import open_split
 
-    d = base.data
-    index = open_split(d.dataset, d.root, d.subset, d.args).index
+    d = bench.base.data
+    try:
+        index = open_split(d.dataset, d.root, d.subset, d.args).index
+    except (OSError, ValueError) as err:
+        raise BenchError(
+            f"{bench.preset.path}: pretrain.data ({d.dataset} in {d.root or 'memory'!r}, "
+            f"relative to {Path.cwd()}): {err}"
+        ) from err
     return max(len(index.classes), max((item.label for item in index.items), default=-1) + 1)
 
 
@@ -329,7 +336,7 @@ def _row_sections(bench: Bench) -> list[tuple[str, str, dict[str, Any] | None, s
         sections = deep_merge(override, {"method": {"name": row_method(name, override)}})
         rows.append((name, "pretrain", sections, f"overrides.{name}"))
     supervised = deep_merge(preset.supervised, {"method": {"name": "supervised"}})
-    supervised["method"].setdefault("num_classes", _num_classes(bench.base))
+    supervised["method"].setdefault("num_classes", _num_classes(bench))
     rows.append((SUPERVISED_ROW, "supervised", supervised, "supervised"))
     return rows
 
