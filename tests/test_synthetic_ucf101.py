@@ -7,13 +7,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from vidssl.app import bench
 from vidssl.app.cli import main
-from vidssl.data.datasets import open_split
-from vidssl.data.synthetic import MOTIONS, SyntheticConfig, synthetic_labels
+from vidssl.data.datasets import default_opener, open_split
+from vidssl.data.synthetic import MOTIONS, SyntheticConfig, render_frames, synthetic_labels
 
 pytest.importorskip("av")
 
@@ -81,6 +82,16 @@ def test_prepared_ucf101_copy_reads_the_same_labels_from_vfs_files(ucf_copy: Pat
         labels, _, paths = _read(prepared, subset)
         assert labels == _labels_by_rank(subset)
         assert all(p.endswith(".mp4.vfs") and Path(p).is_relative_to(prepared) for p in paths)
+    # the stored frames are the generator's (near-lossless H.264, then lossless PNG): ~1 grey
+    # level off on average; another video of the set is tens of levels off
+    motion, appearance = synthetic_labels(CFG)
+    paths = _read(prepared, "train")[2]
+    for i, path in enumerate(paths[:2]):
+        frames = default_opener(path).get_frames(range(CFG.frames)).astype(np.float32)
+        for j in range(2):
+            want = render_frames(CFG, j, int(motion[j]), int(appearance[j]), range(CFG.frames))
+            error = float(np.abs(frames - want).mean())
+            assert error < 3.0 if i == j else error > 10.0
 
 
 def test_cpu_files_preset_plans_on_a_prepared_copy(
