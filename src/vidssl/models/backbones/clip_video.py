@@ -279,28 +279,19 @@ def vit_clip(
     is loaded from it; ``width`` must then be 1. ``image_size`` overrides the architecture's
     (random init only; a loaded model interpolates its position embedding at run time).
     """
+    ckpt = None
     if checkpoint is not None:
         if width != 1.0 or image_size is not None:
             raise ValueError("vit_clip: width and image_size come from the CLIP checkpoint")
         ckpt = load_clip_checkpoint(checkpoint)
-        model = VideoViT(
-            ckpt.vision,
-            num_frames=num_frames,
-            temporal=temporal,
-            final_temporal=final_temporal,
-            temporal_heads=temporal_heads,
-            final_layers=final_layers,
-            num_classes=num_classes,
-            in_channels=in_channels,
-        )
-        model.load_clip_visual(ckpt)
-        return model
-    if arch not in VISION_ARCHS:
-        raise ValueError(f"vit_clip: arch={arch!r} is not one of {sorted(VISION_ARCHS)}")
-    config = _scaled(VISION_ARCHS[arch], width, temporal_heads)
-    if image_size is not None:
-        config = replace(config, image_size=image_size)
-    return VideoViT(
+        config = ckpt.vision
+    else:
+        if arch not in VISION_ARCHS:
+            raise ValueError(f"vit_clip: arch={arch!r} is not one of {sorted(VISION_ARCHS)}")
+        config = _scaled(VISION_ARCHS[arch], width, temporal_heads)
+        if image_size is not None:
+            config = replace(config, image_size=image_size)
+    model = VideoViT(
         config,
         num_frames=num_frames,
         temporal=temporal,
@@ -310,3 +301,6 @@ def vit_clip(
         num_classes=num_classes,
         in_channels=in_channels,
     )
+    if ckpt is not None:
+        model.load_clip_visual(ckpt)
+    return model
