@@ -212,6 +212,8 @@ def test_jitter_ops_equal_the_reference(frames_drawn: int) -> None:
             got = op(x, factor)
             assert torch.equal(x, before)  # the input is left alone
             assert torch.equal(got, ref(x, factor))
+            if frames_drawn == 1:  # one Python float for the clip, as ClipAugment passes it
+                assert torch.equal(op(x, float(factor)), got)
     x = torch.from_numpy(gen.random((6, 3, 9, 11), dtype=np.float32))
     assert torch.equal(T.grayscale_of(x), ref_grayscale_of(x))
 
@@ -227,3 +229,13 @@ def test_identical_frames_stay_bitwise_identical(side: int) -> None:
         out = aug(np.repeat(frame, 7, axis=0), np.random.default_rng(seed))  # (C, 7, h, w)
         for k in range(1, 7):
             assert torch.equal(out[:, k], out[:, 0]), (seed, k)
+
+
+def test_hue_equals_the_reference_einsum_for_batches_of_frames() -> None:
+    """adjust_hue builds its matrices with the two products einsum made: bitwise the same for
+    a batch's worth of per-frame shifts too (batch_augment passes N * T of them)."""
+    gen = np.random.default_rng(3)
+    for frames in (1, 32, 256):
+        x = torch.from_numpy(gen.random((frames, 3, 2, 3), dtype=np.float32))
+        shift = torch.from_numpy(gen.uniform(-0.5, 0.5, size=frames)).float()
+        assert torch.equal(T.adjust_hue(x, shift), ref_hue(x, shift)), frames
