@@ -239,3 +239,20 @@ def test_hue_equals_the_reference_einsum_for_batches_of_frames() -> None:
         x = torch.from_numpy(gen.random((frames, 3, 2, 3), dtype=np.float32))
         shift = torch.from_numpy(gen.uniform(-0.5, 0.5, size=frames)).float()
         assert torch.equal(T.adjust_hue(x, shift), ref_hue(x, shift)), frames
+
+
+def test_augmented_clip_is_an_ordinary_tensor() -> None:
+    """ClipAugment crops and jitters in inference mode; what it returns is not an inference
+    tensor: later code may write into it and train on it."""
+    aug = T.ClipAugment(size=16, p_jitter=1.0, p_gray=0.5)
+    clip = np.random.default_rng(4).integers(0, 256, size=(4, 20, 24, 3), dtype=np.uint8)
+    out = aug(clip, np.random.default_rng(0))
+    assert not out.is_inference()
+    weight = torch.ones(3, 1, 1, 1, requires_grad=True)
+    (out.add_(1.0) * weight).sum().backward()  # in place, then saved for backward
+    assert weight.grad is not None
+    with torch.inference_mode():  # the normalisation's cached constants are ordinary too
+        T.normalize(torch.zeros(3, 1, 2, 2), (0.1, 0.2, 0.3), (0.5, 0.5, 0.5))
+    x = torch.rand(3, 1, 2, 2, requires_grad=True)
+    T.normalize(x, (0.1, 0.2, 0.3), (0.5, 0.5, 0.5)).sum().backward()
+    assert x.grad is not None

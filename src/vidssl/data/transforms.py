@@ -583,8 +583,14 @@ class ClipAugment:
     def __call__(
         self, clip: np.ndarray | Tensor, rng: np.random.Generator, box: Box | None = None
     ) -> Tensor:
-        """``clip: (T, H, W, C)`` uint8 -> ``(C, T, h, w)`` float, normalised."""
-        x = self.photometric(self.crop(frames_tchw(clip), rng, box), rng)  # (T, C, h, w)
+        """``clip: (T, H, W, C)`` uint8 -> ``(C, T, h, w)`` float, normalised.
+
+        Crop and photometric ops run in inference mode (no autograd bookkeeping: ~10 % of this
+        call's CPU on 8 x 32 x 32 clips); the normalisation outside it returns an ordinary
+        tensor, which later code may modify in place or train on.
+        """
+        with torch.inference_mode():
+            x = self.photometric(self.crop(frames_tchw(clip), rng, box), rng)  # (T, C, h, w)
         return normalize(x.permute(1, 0, 2, 3), self.mean, self.std)  # -> (C, T, h, w)
 
 
