@@ -585,7 +585,7 @@ class ClipAugment:
     ) -> Tensor:
         """``clip: (T, H, W, C)`` uint8 -> ``(C, T, h, w)`` float, normalised.
 
-        Crop and photometric ops run in inference mode (no autograd bookkeeping: ~10 % of this
+        Crop and photometric ops run in inference mode (no autograd bookkeeping: ~7 % of this
         call's CPU on 8 x 32 x 32 clips); the normalisation outside it returns an ordinary
         tensor, which later code may modify in place or train on.
         """
