@@ -60,10 +60,21 @@ def tiny_cnn(num_classes: int, frames: int) -> nn.Sequential:
 
 
 def pretext_clips(
-    task: str, subset: str, n: int, seed: int, **recipe: object
+    task: str,
+    subset: str,
+    n: int,
+    seed: int,
+    num_videos: int = 256,
+    frame_size: int = 32,
+    **recipe: object,
 ) -> tuple[Tensor, ...]:
-    """``n`` clips of ``subset`` from the ``pretext`` recipe: ``(n, 3, T, 32, 32)``, ``(n,)``."""
-    built = build_synthetic(num_videos=256, frames=48, size=32, num_motions=4, subset=subset)
+    """``n`` clips of ``subset`` from the ``pretext`` recipe: ``(n, 3, T, 32, 32)``, ``(n,)``.
+
+    Whole frames of ``frame_size`` px from a set of ``num_videos`` videos, resized to 32 px.
+    """
+    built = build_synthetic(
+        num_videos=num_videos, frames=48, size=frame_size, num_motions=4, subset=subset
+    )
     clip = PretextClip(
         tasks=(task,),
         stride=1,
@@ -127,36 +138,11 @@ def test_cpu_pretext_backbone_learns_pace():
     --test-clips 256``, which also shows the default stem at 0.760 +- 0.234 after 200 steps).
     Chance 0.5. About 45 s on one thread of the shared 2-core machine.
     """
-    built = {
-        subset: build_synthetic(num_videos=512, frames=48, size=64, num_motions=4, subset=subset)
-        for subset in ("train", "test")
-    }
-    recipe = PretextClip(
-        tasks=("pace",),
-        paces=(1, 2),
-        clip_len=8,
-        stride=1,
-        size=32,
-        scale=(1.0, 1.0),
-        ratio=(1.0, 1.0),
-        p_flip=0.0,
-        jitter_strength=0.0,
-        p_gray=0.0,
-    )
-
-    def bank(subset: str, n: int, seed: int) -> tuple[Tensor, Tensor]:
-        ds = VideoDataset(built[subset].index, recipe, seed=seed, opener=built[subset].opener)
-        xs, ys = [], []
-        for k in range(n):
-            ds.set_epoch(k // len(ds))
-            sample = ds[k % len(ds)]
-            xs.append(sample["video"])
-            ys.append(sample["pretext"]["pace"])
-        fmt = torch.channels_last_3d
-        return torch.stack(xs).contiguous(memory_format=fmt), torch.tensor(ys)
-
-    x, y = bank("train", 1024, 0)  # (1024, 3, 8, 32, 32), (1024,)
-    x_test, y_test = bank("test", 256, 1000)
+    bank = {"task": "pace", "num_videos": 512, "frame_size": 64, "clip_len": 8, "paces": (1, 2)}
+    x, y = pretext_clips(subset="train", n=1024, seed=0, **bank)  # (1024, 3, 8, 32, 32)
+    x_test, y_test = pretext_clips(subset="test", n=256, seed=1000, **bank)
+    x = x.contiguous(memory_format=torch.channels_last_3d)
+    x_test = x_test.contiguous(memory_format=torch.channels_last_3d)
     torch.manual_seed(0)
     model = create_backbone("r3d_18", num_classes=2, width=0.25, stem="small")
     model = model.to(memory_format=torch.channels_last_3d)
