@@ -8,7 +8,8 @@ The rows that decide the claims are the CPU preset's, 3 seeds each (the command 
 
     vidssl bench --preset cpu --out runs/bench-cpu --seeds 3 --methods simclr,moco,byol,\
 simsiam,cvrl,cstp,mtcl,xclip,cvtcl,pretext-rotation,pretext-jigsaw,pretext-pace,\
-pretext-order,cstp-stor,cstp-no-stor,cstp-no-ctr,cstp-simclr,cstp-moco,cstp-simsiam,\
+pretext-order,cstp-stor,cstp-no-stor,cstp-no-ctr,cstp-ctr-only,cstp-simclr,\
+cstp-simclr-ctr-only,cstp-moco,cstp-moco-ctr-only,cstp-simsiam,cstp-simsiam-ctr-only,\
 mtcl-no-con,cvtcl-init,xclip-names
 
 The finished cells (``cells/<row>/seed<k>/result.json``) are grouped into table rows by the
@@ -83,12 +84,14 @@ ZERO_SHOT = Metric("zeroshot", "motion", "top1")
 
 TEMPORAL = ("pretext-pace", "pretext-order")
 SPATIAL = ("pretext-rotation", "pretext-jigsaw")
-# CSTP's claimed parts: (claim, CSTP row, the row without that part)
+# CSTP's claimed parts: (claim, CSTP row, the row without that part). A framework's row
+# without CSTP is the framework alone in CSTP's setting (CSTP's clip pairs, small stem,
+# Adam: the preset's "..-ctr-only" rows), not the SGD row of the framework alone
 CSTP_PARTS = (
-    ("CSTP improves SimCLR", "cstp-simclr", "simclr"),
-    ("CSTP improves MoCo", "cstp-moco", "moco"),
-    ("CSTP improves BYOL", "cstp", "byol"),
-    ("CSTP improves SimSiam", "cstp-simsiam", "simsiam"),
+    ("CSTP improves SimCLR", "cstp-simclr", "cstp-simclr-ctr-only"),
+    ("CSTP improves MoCo", "cstp-moco", "cstp-moco-ctr-only"),
+    ("CSTP improves BYOL", "cstp", "cstp-ctr-only"),
+    ("CSTP improves SimSiam", "cstp-simsiam", "cstp-simsiam-ctr-only"),
     ("STOR improves CSTP", "cstp", "cstp-no-stor"),
     ("the contrastive term improves CSTP", "cstp", "cstp-no-ctr"),
 )

@@ -81,11 +81,17 @@ def folder(tmp_path: Path) -> Path:
     out = tmp_path / "bench"
     # (motion, appearance) linear top-1 per seed
     _rows(out, "cstp-simclr", [(0.60, 0.70), (0.62, 0.75), (0.64, 0.80)], lambda v: _linear(*v))
-    _rows(out, "simclr", [(0.40, 0.72), (0.42, 0.74), (0.44, 0.76)], lambda v: _linear(*v))
+    _rows(
+        out,
+        "cstp-simclr-ctr-only",
+        [(0.40, 0.72), (0.42, 0.74), (0.44, 0.76)],
+        lambda v: _linear(*v),
+    )
+    _rows(out, "simclr", [(0.40, 0.72)], lambda v: _linear(*v))  # decides cvrl vs simclr
     _rows(out, "cstp", [(0.30, 0.5), (0.32, 0.5), (0.34, 0.5)], lambda v: _linear(*v))
-    _rows(out, "byol", [(0.50, 0.5), (0.52, 0.5), (0.54, 0.5)], lambda v: _linear(*v))
+    _rows(out, "cstp-ctr-only", [(0.50, 0.5), (0.52, 0.5), (0.54, 0.5)], lambda v: _linear(*v))
     _rows(out, "cstp-moco", [(0.5, 0.5)] * 3, lambda v: _linear(*v))
-    _rows(out, "moco", [(0.2, 0.5)], lambda v: _linear(*v))  # one seed only
+    _rows(out, "cstp-moco-ctr-only", [(0.2, 0.5)], lambda v: _linear(*v))  # one seed only
     # a two-stream row: one cell per seed, evaluated per stream
     for seed in range(3):
         by_stream = {
@@ -113,16 +119,18 @@ def _verdicts(claims: ModuleType, out: Path) -> dict[tuple[str, str, str], list[
 
 def test_each_verdict_where_it_belongs(claims: ModuleType, folder: Path) -> None:
     got = _verdicts(claims, folder)
-    holds = got[("cstp-simclr", "simclr", "linear top-1 motion")]
+    holds = got[("cstp-simclr", "cstp-simclr-ctr-only", "linear top-1 motion")]
     assert holds == ["62.0 ± 2.0 (3 seeds)", "42.0 ± 2.0 (3 seeds)", "+20.0 (2.0)", "holds"]
-    fails = got[("cstp", "byol", "linear top-1 motion")]
+    fails = got[("cstp", "cstp-ctr-only", "linear top-1 motion")]
     assert fails[2:] == ["-20.0 (2.0)", "does not hold"]
-    tie = got[("cstp-simclr", "simclr", "linear top-1 appearance")]  # +1.0 within std 5.0
+    tie = got[
+        ("cstp-simclr", "cstp-simclr-ctr-only", "linear top-1 appearance")
+    ]  # +1.0 within std 5.0
     assert tie == ["75.0 ± 5.0 (3 seeds)", "74.0 ± 2.0 (3 seeds)", "+1.0 (5.0)", "tie"]
-    undecided = got[("cstp-moco", "moco", "linear top-1 motion")]
+    undecided = got[("cstp-moco", "cstp-moco-ctr-only", "linear top-1 motion")]
     assert undecided[1] == "20.0 (1 seed)" and undecided[3] == "not decided (3 vs 1 seeds)"
-    assert got[("cstp-simsiam", "simsiam", "linear top-1 motion")][3] == (
-        "not run (cstp-simsiam, simsiam)"
+    assert got[("cstp-simsiam", "cstp-simsiam-ctr-only", "linear top-1 motion")][3] == (
+        "not run (cstp-simsiam, cstp-simsiam-ctr-only)"
     )
     assert got[("cvrl", "simclr", "R@1 motion")] == ["–", "–", "–", "not run (cvrl)"]
     # every claim has a line; none the table cannot judge
@@ -155,7 +163,10 @@ def test_main_prints_the_table_and_skips_a_cell_being_written(
     assert claims.main(["--out", str(folder)]) == 0
     out, err = capsys.readouterr()
     assert "cvrl/seed0/result.json: unreadable" in err
-    assert "(25 finished cells)" in out
-    assert "| 3. CSTP improves SimCLR | CSTP | cstp-simclr | simclr | linear top-1 motion |" in out
+    assert "(26 finished cells)" in out
+    assert (
+        "| 3. CSTP improves SimCLR | CSTP | cstp-simclr | cstp-simclr-ctr-only | linear top-1 motion |"
+        in out
+    )
     assert "not run (cvrl)" in out
     assert claims.main(["--out", str(folder / "nothing")]) == 2

@@ -9,8 +9,10 @@ the supervised baseline, and bad input.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -374,3 +376,23 @@ def test_one_driver_runs_text_protocols_and_rejects_them_on_bare_weights(monkeyp
     assert [r.protocol for r in out] == ["closed-set", "zeroshot"]
     assert calls == [("x.pt", "closed-set", {"n": 1}), ("x.pt", "zeroshot", {"n": 1})]
     assert (tmp_path / "eval" / "zeroshot-synthetic-motion.json").is_file()
+
+
+def test_a_collapsed_network_is_named_in_a_warning(tmp_path, caplog):
+    """Features equal for every video (a dead network: every BN scale and shift at 0) are
+    reported, naming the checkpoint; a healthy random init is not."""
+    cfg = EvalConfig(num_clips=1, clip_len=4, size=16, workers=0, amp="none", progress=False)
+    data = {"num_videos": 8, "frames": 8, "size": 16, "num_motions": 2, "num_appearances": 2}
+    common = dict(protocols=("knn",), dataset_args=data, eval_cfg=cfg)
+    alive = read_weights("random", backbone="r3d_18", width=0.125)
+    state = {
+        k: torch.zeros_like(v) if ".bn" in k or k.startswith("stem.1.") else v
+        for k, v in alive.build(0).state_dict().items()
+    }
+    dead = dataclasses.replace(alive, checkpoint="dead.pt", state=state, digest="0" * 64)
+    with caplog.at_level(logging.WARNING, logger="vidssl.eval.context"):
+        evaluate(alive, **common, out_dir=tmp_path / "alive")
+        assert "collapsed" not in caplog.text
+        results = evaluate(dead, **common, out_dir=tmp_path / "dead")
+    assert "dead.pt: the train features of synthetic are the same for every video" in caplog.text
+    assert results and all(r.metrics["top1"] <= 0.75 for r in results)

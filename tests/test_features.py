@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -12,6 +13,7 @@ from vidssl.eval.features import (
     cached_features,
     checkpoint_fingerprint,
     extract_features,
+    features_are_constant,
     load_features,
     load_or_extract,
     merge_features,
@@ -212,3 +214,11 @@ def test_load_features_rejects_foreign_files(tmp_path):
         load_features(tmp_path / "x.pt")
     f = Features(torch.zeros(2, 3), {"label": torch.tensor([0, 1])}, torch.tensor([0, 1]))
     assert torch.equal(load_features(save_features(tmp_path / "ok.pt", f)).feats, f.feats)
+
+
+def test_constant_features_are_detected():
+    feats = F.normalize(torch.randn(6, 8), dim=1)
+    assert not features_are_constant(feats)
+    assert features_are_constant(feats[:1].expand(6, 8))
+    assert features_are_constant(torch.zeros(5, 8))  # a dead network's normalised zeros
+    assert not features_are_constant(feats[:1])  # one video: nothing to compare

@@ -8,6 +8,7 @@ Features (:mod:`vidssl.eval.features`) are cached in ``feats-<weights>-<settings
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from vidssl.eval.features import (
     Features,
     cached_features,
     extract_features,
+    features_are_constant,
     load_features,
     save_features,
 )
@@ -34,6 +36,8 @@ from vidssl.eval.temporal_order import TimeReversed
 from vidssl.eval.weights import Weights
 from vidssl.models.backbones.base import Backbone
 from vidssl.models.two_stream import stream_of
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -148,6 +152,14 @@ def features(
         )
         if path is not None:
             save_features(path, feats, data.class_names)
+    if features_are_constant(feats.feats):
+        log.warning(
+            "%s: the %s features of %s are the same for every video (a collapsed network): "
+            "every frozen metric will be at chance",
+            ctx.weights.checkpoint,
+            subset,
+            ctx.dataset,
+        )
     ctx.memory[key] = feats
     return feats
 

@@ -34,6 +34,18 @@ NON_LABEL_KEYS: frozenset[str] = frozenset(
 )
 
 FEATURES_FORMAT = "vidssl.features/1"
+# largest per-dimension std over videos (of L2-normalised rows) below which every video has
+# the same feature: a collapsed network, whose frozen metrics all sit exactly at chance
+CONSTANT_FEATURES_STD = 1e-4
+
+
+def features_are_constant(feats: Tensor) -> bool:
+    """feats: (N, D) L2-normalised video features -> True when they are (numerically) one
+    vector for every video (N >= 2): the largest std over the N rows, of any dimension, is
+    below :data:`CONSTANT_FEATURES_STD`."""
+    if feats.ndim != 2 or feats.shape[0] < 2:
+        return False
+    return bool(feats.float().std(dim=0).max() < CONSTANT_FEATURES_STD)  # (N, D) -> (D,)
 
 
 class Features(NamedTuple):
