@@ -10,7 +10,7 @@ The rows that decide the claims are the CPU preset's, 3 seeds each (the command 
 simsiam,cvrl,cstp,mtcl,xclip,cvtcl,pretext-rotation,pretext-jigsaw,pretext-pace,\
 pretext-order,cstp-stor,cstp-no-stor,cstp-no-ctr,cstp-ctr-only,cstp-simclr,\
 cstp-simclr-ctr-only,cstp-moco,cstp-moco-ctr-only,cstp-simsiam,cstp-simsiam-ctr-only,\
-mtcl-no-con,cvtcl-init,xclip-names
+mtcl-no-con,cvtcl-init,xclip-names,cvrl-same-time
 
 The finished cells (``cells/<row>/seed<k>/result.json``) are grouped into table rows by the
 bench's own :func:`vidssl.app.bench_table.collect_rows`, so a cell evaluated on several
@@ -119,7 +119,7 @@ CLAIMS: list[Claim] = [
         for m in (LINEAR_MOTION, LINEAR_APPEARANCE)
     ),
     *(
-        Claim("4. temporal sampling beats same-time views", "CVRL", "cvrl", "simclr", m)
+        Claim("4. temporal sampling beats same-time views", "CVRL", "cvrl", "cvrl-same-time", m)
         for m in (LINEAR_MOTION, R1_MOTION)
     ),
     *(

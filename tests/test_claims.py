@@ -87,7 +87,7 @@ def folder(tmp_path: Path) -> Path:
         [(0.40, 0.72), (0.42, 0.74), (0.44, 0.76)],
         lambda v: _linear(*v),
     )
-    _rows(out, "simclr", [(0.40, 0.72)], lambda v: _linear(*v))  # decides cvrl vs simclr
+    _rows(out, "cvrl-same-time", [(0.40, 0.72)], lambda v: _linear(*v))  # claim 4
     _rows(out, "cstp", [(0.30, 0.5), (0.32, 0.5), (0.34, 0.5)], lambda v: _linear(*v))
     _rows(out, "cstp-ctr-only", [(0.50, 0.5), (0.52, 0.5), (0.54, 0.5)], lambda v: _linear(*v))
     _rows(out, "cstp-moco", [(0.5, 0.5)] * 3, lambda v: _linear(*v))
@@ -132,7 +132,7 @@ def test_each_verdict_where_it_belongs(claims: ModuleType, folder: Path) -> None
     assert got[("cstp-simsiam", "cstp-simsiam-ctr-only", "linear top-1 motion")][3] == (
         "not run (cstp-simsiam, cstp-simsiam-ctr-only)"
     )
-    assert got[("cvrl", "simclr", "R@1 motion")] == ["–", "–", "–", "not run (cvrl)"]
+    assert got[("cvrl", "cvrl-same-time", "R@1 motion")] == ["–", "–", "–", "not run (cvrl)"]
     # every claim has a line; none the table cannot judge
     assert len(got) == len(claims.CLAIMS)
 
