@@ -224,6 +224,34 @@ def test_per_method_overrides_apply_to_that_method_only(tmp_path: Path) -> None:
     assert len({json.dumps(c.data.args, sort_keys=True) for c in [*methods, supervised]}) == 1
 
 
+def test_a_preset_builds_on_its_base(tmp_path: Path) -> None:
+    """`base:` merges the file over the named preset next to it; a new dataset replaces the
+    base's dataset fields (its builder args mean nothing to another dataset)."""
+    base = _tiny(tmp_path)
+    tiny = bench.load_preset(base)
+    child = tmp_path / "child.yaml"
+    data = {"dataset": "ucf101", "root": "videos", "args": {"split": 2}}
+    child.write_text(yaml.safe_dump({"base": "preset", "seeds": 3, "pretrain": {"data": data}}))
+    got = bench.load_preset(child)
+    assert got.seeds == 3 and got.methods == tiny.methods and got.overrides == tiny.overrides
+    assert got.pretrain["data"] == {
+        **{k: v for k, v in tiny.pretrain["data"].items() if k not in bench.SHARED_DATA_FIELDS},
+        **data,
+    }
+    assert got.pretrain["model"] == tiny.pretrain["model"]
+    # a change of anything else merges over the base's section
+    child.write_text(yaml.safe_dump({"base": "preset", "pretrain": {"data": {"clip_len": 3}}}))
+    got = bench.load_preset(child)
+    assert got.pretrain["data"] == {**tiny.pretrain["data"], "clip_len": 3}
+    # a shipped preset is found from any folder
+    child.write_text(yaml.safe_dump({"base": "tiny", "seeds": 2}))
+    assert bench.load_preset(child).methods == bench.load_preset(bench.preset_path("tiny")).methods
+    for base_name, message in [("nosuch", "base: no preset 'nosuch'"), ("child", "deep")]:
+        child.write_text(yaml.safe_dump({"base": base_name}))  # "child": itself, a cycle
+        with pytest.raises(bench.BenchError, match=message):
+            bench.load_preset(child)
+
+
 @pytest.mark.parametrize(
     ("changes", "argv", "message"),
     [

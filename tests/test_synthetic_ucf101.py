@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from vidssl.app import bench
 from vidssl.app.cli import main
@@ -101,15 +100,19 @@ def test_cpu_files_preset_plans_on_a_prepared_copy(
     prepared = ucf_copy / "videos-prepared"
     if not prepared.is_dir():
         assert main(["prepare", str(ucf_copy / "videos"), str(prepared), "--workers", "1"]) == 0
-    raw = yaml.safe_load((bench.PRESET_DIR / "cpu-files.yaml").read_text())
-    cpu = yaml.safe_load((bench.PRESET_DIR / "cpu.yaml").read_text())
-    data = raw["pretrain"]["data"]
-    assert data["dataset"] == "ucf101"
-    # identical to cpu.yaml but for the data section (and the description)
-    for key in ("methods", "overrides", "seeds", "threads", "supervised", "eval"):
-        assert raw[key] == cpu[key]
+    files = bench.load_preset(bench.PRESET_DIR / "cpu-files.yaml")
+    cpu = bench.load_preset(bench.PRESET_DIR / "cpu.yaml")
+    data = files.pretrain["data"]
+    # cpu.yaml (its `base`) but for the dataset fields (and the description)
+    assert data["dataset"] == "ucf101" and data["args"] == {"split": 1}
+    assert {k: v for k, v in data.items() if k not in bench.SHARED_DATA_FIELDS} == {
+        k: v for k, v in cpu.pretrain["data"].items() if k not in bench.SHARED_DATA_FIELDS
+    }
+    for key in ("methods", "overrides", "seeds", "threads", "supervised", "protocols"):
+        assert getattr(files, key) == getattr(cpu, key)
+    assert (files.split, files.eval_settings) == (cpu.split, cpu.eval_settings)
     for key in ("model", "optim", "train", "method"):
-        assert raw["pretrain"][key] == cpu["pretrain"][key]
+        assert files.pretrain.get(key) == cpu.pretrain.get(key)
     # the preset's relative root, resolved against the current folder
     (tmp_path / Path(data["root"]).parent).mkdir(parents=True)
     (tmp_path / data["root"]).symlink_to(prepared)
@@ -121,7 +124,7 @@ def test_cpu_files_preset_plans_on_a_prepared_copy(
         bench.make_bench(bench.load_preset(bench.PRESET_DIR / "cpu-files.yaml"), tmp_path / "out")
     )
     rows = [p.cell.row for p in plans]
-    assert rows == ["random", *raw["methods"], "supervised"]
+    assert rows == ["random", *files.methods, "supervised"]
     supervised = next(p for p in plans if p.cell.row == "supervised")
     assert supervised.config.method.hparams["num_classes"] == 8  # the copy's motion classes
     # X-CLIP's class texts follow the generator's class order, which classInd.txt keeps

@@ -10,6 +10,9 @@ A preset (``src/vidssl/presets/bench/<name>.yaml``, shipped as package data so a
 ``vidssl`` finds it from any folder) is data, so a method added later joins the table by
 name with no change here::
 
+    base: cpu                           # optional: build on cpu.yaml (next to this file,
+                                        # else shipped); keys here merge over it
+                                        # (read_preset_file)
     description: text shown above the table
     methods: [simclr, moco, ...]        # names in vidssl.methods.METHODS, or variants
     seeds: 1                            # seeds per row (mean ± sample std over them)
@@ -124,8 +127,19 @@ CELL_NAME = "cell.json"  # the settings of a started cell
 TRAIN_NAME = "train.json"  # a cell whose training finished
 RESULT_NAME = "result.json"  # a finished cell
 PRESET_KEYS = frozenset(
-    {"description", "methods", "seeds", "threads", "pretrain", "overrides", "supervised", "eval"}
+    {
+        "base",
+        "description",
+        "methods",
+        "seeds",
+        "threads",
+        "pretrain",
+        "overrides",
+        "supervised",
+        "eval",
+    }
 )
+MAX_BASE_DEPTH = 4  # presets built on presets built on ...: deeper is a cycle or a mistake
 EVAL_KEYS = frozenset({"protocols", "split", "settings"})
 # one dataset for the whole table: per-row overrides may not change these data fields
 SHARED_DATA_FIELDS = ("dataset", "root", "subset", "args")
@@ -155,11 +169,15 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
     return dict(value)
 
 
-def load_preset(path: str | Path) -> Preset:
-    """Read and shape-check a preset file (run configs are validated per cell by the plan)."""
-    path = Path(path)
-    if not path.is_file():
-        raise BenchError(f"--config: file not found: {path}")
+def read_preset_file(path: Path, depth: int = 0) -> dict[str, Any]:
+    """The preset's mapping with its ``base:`` applied.
+
+    ``base: NAME`` builds on ``NAME.yaml`` in the same folder, else on the shipped preset
+    ``NAME`` (so a user's preset can start from ``cpu``): this file's keys merge over
+    the base's (nested mappings merge, anything else replaces), except that a
+    ``pretrain.data.dataset`` given here replaces the base's dataset fields (``dataset``,
+    ``root``, ``subset``, ``args``: the builder arguments of one dataset mean nothing to
+    another)."""
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
@@ -170,6 +188,35 @@ def load_preset(path: str | Path) -> Preset:
             f"{path}: unknown key(s) {sorted(set(raw) - PRESET_KEYS)}; expected "
             f"{sorted(PRESET_KEYS)}"
         )
+    if "base" not in raw:
+        return raw
+    name = raw.pop("base")
+    if not isinstance(name, str) or not name or "/" in name:
+        raise BenchError(f"{path}: base: expected a preset name, got {name!r}")
+    found = [p for p in (path.parent / f"{name}.yaml", PRESET_DIR / f"{name}.yaml") if p.is_file()]
+    if not found:
+        raise BenchError(
+            f"{path}: base: no preset {name!r} next to it or among the shipped ({PRESET_DIR})"
+        )
+    base_path = found[0]
+    if depth >= MAX_BASE_DEPTH:
+        raise BenchError(f"{path}: base: more than {MAX_BASE_DEPTH} presets deep (a cycle?)")
+    base = read_preset_file(base_path, depth + 1)
+    data = _mapping(_mapping(raw.get("pretrain"), f"{path}: pretrain").get("data"), "data")
+    if "dataset" in data and isinstance(base.get("pretrain"), dict):
+        base_data = _mapping(base["pretrain"].get("data"), f"{base_path}: pretrain.data")
+        base["pretrain"]["data"] = {
+            k: v for k, v in base_data.items() if k not in SHARED_DATA_FIELDS
+        }
+    return deep_merge(base, raw)
+
+
+def load_preset(path: str | Path) -> Preset:
+    """Read and shape-check a preset file (run configs are validated per cell by the plan)."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"--config: file not found: {path}")
+    raw = read_preset_file(path)
     methods = raw.get("methods")
     if not isinstance(methods, list) or not methods or not all(isinstance(m, str) for m in methods):
         raise BenchError(f"{path}: methods: expected a non-empty list of method names")
