@@ -85,8 +85,8 @@ ZERO_SHOT = Metric("zeroshot", "motion", "top1")
 TEMPORAL = ("pretext-pace", "pretext-order")
 SPATIAL = ("pretext-rotation", "pretext-jigsaw")
 # CSTP's claimed parts: (claim, CSTP row, the row without that part). A framework's row
-# without CSTP is the framework alone in CSTP's setting (CSTP's clip pairs, small stem,
-# Adam: the preset's "..-ctr-only" rows), not the SGD row of the framework alone
+# without CSTP is the framework alone in CSTP's setting (CSTP's clip pairs and its Adam: the
+# preset's "..-ctr-only" rows), not the SGD row of the framework alone
 CSTP_PARTS = (
     ("CSTP improves SimCLR", "cstp-simclr", "cstp-simclr-ctr-only"),
     ("CSTP improves MoCo", "cstp-moco", "cstp-moco-ctr-only"),

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import torch
 
-from vidssl.api import load_backbone
 from vidssl.app.bench import load_preset, make_bench, plan_cells, preset_path
 from vidssl.app.cli import main as vidssl_main
 from vidssl.config import save_config
+from vidssl.eval.weights import read_weights
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,9 +56,8 @@ def probe(config: Path, out: Path, steps: int, overrides: list[str], clips: int)
     argv += [f"train.max_steps={steps}", "train.ckpt_every=100000", *overrides]
     if vidssl_main(argv) != 0:
         raise SystemExit(f"vidssl {shlex.join(argv)} failed")
-    model = load_backbone(out / "last.pt")
-    cfg = torch.load(out / "last.pt", weights_only=False)["config"]  # the run config dict
-    data = cfg["data"]
+    weights = read_weights(out / "last.pt")  # one read: the backbone and the run's data
+    model, data = weights.build(0), weights.data
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(clips, 3, data["clip_len"], data["size"], data["size"], generator=generator)
     with torch.no_grad():

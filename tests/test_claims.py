@@ -123,9 +123,8 @@ def test_each_verdict_where_it_belongs(claims: ModuleType, folder: Path) -> None
     assert holds == ["62.0 ± 2.0 (3 seeds)", "42.0 ± 2.0 (3 seeds)", "+20.0 (2.0)", "holds"]
     fails = got[("cstp", "cstp-ctr-only", "linear top-1 motion")]
     assert fails[2:] == ["-20.0 (2.0)", "does not hold"]
-    tie = got[
-        ("cstp-simclr", "cstp-simclr-ctr-only", "linear top-1 appearance")
-    ]  # +1.0 within std 5.0
+    # +1.0 within std 5.0
+    tie = got[("cstp-simclr", "cstp-simclr-ctr-only", "linear top-1 appearance")]
     assert tie == ["75.0 ± 5.0 (3 seeds)", "74.0 ± 2.0 (3 seeds)", "+1.0 (5.0)", "tie"]
     undecided = got[("cstp-moco", "cstp-moco-ctr-only", "linear top-1 motion")]
     assert undecided[1] == "20.0 (1 seed)" and undecided[3] == "not decided (3 vs 1 seeds)"
