@@ -14,22 +14,20 @@ Chance: pace 1/4 (paces 1-4), order 1/6, rotation 1/4, jigsaw 1/24, overlap rate
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
+from typing import Any
+
+from vidssl.app.train.logging import METRICS_NAME, read_metrics
 
 
-def step_records(cell: Path) -> list[dict[str, float]]:
+def step_records(cell: Path) -> list[dict[str, Any]]:
     """The step records of a cell's training log (its last stage's for a staged row)."""
-    logs = sorted(cell.glob("run/stage*/metrics.jsonl")) or [cell / "run" / "metrics.jsonl"]
-    path = logs[-1]
-    if not path.is_file():
-        return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in records if r.get("kind") == "step"]
+    logs = sorted(cell.glob(f"run/stage*/{METRICS_NAME}")) or [cell / "run" / METRICS_NAME]
+    return [r for r in read_metrics(logs[-1])[0] if r.get("kind") == "step"]
 
 
-def last_accuracies(records: list[dict[str, float]], last: int) -> dict[str, float]:
+def last_accuracies(records: list[dict[str, Any]], last: int) -> dict[str, float]:
     """Task -> mean of its accuracy over the last ``last`` step records holding it."""
     tasks = sorted({k for r in records for k in r if k.startswith("acc_")})
     out = {}

@@ -375,3 +375,14 @@ def test_pretrain_cli_end_to_end_writes_run_files(tmp_path: Path) -> None:
     assert ckpt["step"] == 2 and ckpt["epoch"] == 1 and ckpt["config"]["model"]["width"] == 0.125
     assert set(ckpt) >= {"model", "optimizer", "scheduler", "scaler", "rng", "data", "epoch_stats"}
     assert backbone_state_dict(ckpt)
+
+
+def test_read_metrics_keeps_step_records_and_counts_the_rest(tmp_path: Path) -> None:
+    from vidssl.app.train.logging import METRICS_NAME, read_metrics
+
+    path = tmp_path / METRICS_NAME
+    assert read_metrics(path) == ([], 0)  # a run that has not logged yet
+    good = [{"kind": "step", "step": 10, "loss": 1.0}, {"kind": "epoch", "step": 12.0}]
+    lines = [json.dumps(good[0]), "", "not json", "[1, 2]", '{"step": true}', '{"loss": 2}']
+    path.write_text("\n".join([*lines, json.dumps(good[1])]) + "\n")
+    assert read_metrics(path) == (good, 4)

@@ -116,6 +116,7 @@ from vidssl.app.bench_plan import ROW_LABELS as ROW_LABELS
 from vidssl.app.bench_plan import Bench, Cell, CellPlan, Preset
 from vidssl.app.bench_table import NOT_RUN, cell_record, write_outputs
 from vidssl.app.bench_text import evaluate_text_protocols, plan_text
+from vidssl.app.train.checkpoint import CHECKPOINT_NAME
 from vidssl.config import Config, ConfigError, config_from_dict
 from vidssl.eval.stats import EvalResult, to_markdown
 
@@ -455,7 +456,7 @@ def evaluate_cell(bench: Bench, plan: CellPlan, stream: str | None = None) -> li
 
     data, seed, eval_cfg = bench.base.data, plan.cell.seed, bench.eval_cfg
     kwargs: dict[str, Any] = {"seeds": 1}
-    checkpoint: str | Weights = str(plan.run_dir / "last.pt")
+    checkpoint: str | Weights = str(plan.run_dir / CHECKPOINT_NAME)
     if stream:  # one stream of a two-stream checkpoint, read as a backbone of its own
         checkpoint = read_weights(checkpoint, stream=stream)
     if plan.config is None:  # random init: the shared backbone and clip settings

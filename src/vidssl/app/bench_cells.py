@@ -53,13 +53,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vidssl.app.train.checkpoint import CHECKPOINT_NAME
+from vidssl.app.train.logging import METRICS_NAME, read_metrics
 from vidssl.config import Config, config_to_dict, save_config
 
 # override keys the bench reads itself
 HARNESS_KEYS = ("stages", "eval_streams", "text_protocols")
 INIT_CHECKPOINT = "init_checkpoint"  # method keyword: a later stage gets the previous last.pt
-CHECKPOINT = "last.pt"  # the engine's checkpoint in a run folder
-METRICS = "metrics.jsonl"  # the engine's log in a run folder
 # evaluation stream (vidssl.models.two_stream.STREAMS) -> row label ("{}" = the method)
 STREAM_LABELS: dict[str, str] = {"rgb": "{} (rgb)", "flow": "{} (flow)", "both": "{} (rgb+flow)"}
 # bytes in one unit of ru_maxrss: KiB on Linux, bytes on macOS
@@ -172,7 +172,7 @@ def plan_stages(
     for k, stage in enumerate(stages):
         merged = deep_merge(sections, stage)
         if out:
-            previous = {INIT_CHECKPOINT: str(out[-1].run_dir / CHECKPOINT)}
+            previous = {INIT_CHECKPOINT: str(out[-1].run_dir / CHECKPOINT_NAME)}
             merged = deep_merge(merged, {"method": previous})
         run_dir = cell_dir / "run" / f"stage{k}"
         config = make_config(merged, f".stages[{k}]")
@@ -279,16 +279,9 @@ def run_measured(cmd: Sequence[str], env: dict[str, str] | None = None) -> Measu
 
 def read_rates(metrics_path: Path) -> tuple[list[float], int]:
     """Every logged ``clips_per_s`` of the step records (NaN dropped) and the last step."""
-    rates, step = [], 0
-    if metrics_path.is_file():
-        for line in metrics_path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and record.get("kind") == "step":
-                rates.append(float(record.get("clips_per_s", float("nan"))))
-                step = max(step, int(record.get("step", 0)))
+    records = [r for r in read_metrics(metrics_path)[0] if r.get("kind") == "step"]
+    rates = [float(r.get("clips_per_s", float("nan"))) for r in records]
+    step = max((int(r["step"]) for r in records), default=0)
     return [r for r in rates if r == r], step
 
 
@@ -303,14 +296,14 @@ def train_stage(stage: Stage, command: str, threads: int) -> dict[str, Any]:
     if stage.done_path is not None and stage.done_path.is_file():
         return json.loads(stage.done_path.read_text())
     save_config(stage.config, stage.config_path)
-    resumed = (stage.run_dir / CHECKPOINT).is_file()
+    resumed = (stage.run_dir / CHECKPOINT_NAME).is_file()
     cmd = [sys.executable, "-m", "vidssl", command, "--config", str(stage.config_path)]
     cmd += ["--resume", "auto"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     measured = run_measured(cmd, env)
     if measured.exit_code != 0:
         raise CellFailed(f"`{shlex.join(cmd)}` exited with code {measured.exit_code}")
-    clips_per_s, steps = read_throughput(stage.run_dir / METRICS)
+    clips_per_s, steps = read_throughput(stage.run_dir / METRICS_NAME)
     record = {
         "command": shlex.join(["vidssl", *cmd[3:]]),
         "wall_s": measured.wall_s,
@@ -328,7 +321,7 @@ def train_stage(stage: Stage, command: str, threads: int) -> dict[str, Any]:
 def combine_stages(stages: Sequence[Stage], records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One training record for stages run in order: wall time summed, peak RSS the largest,
     clips/s the median of every stage's logged throughput; the stage records in ``stages``."""
-    rates = [r for stage in stages for r in read_rates(stage.run_dir / METRICS)[0]]
+    rates = [r for stage in stages for r in read_rates(stage.run_dir / METRICS_NAME)[0]]
     peaks = [r["peak_rss_mb"] for r in records if r.get("peak_rss_mb") is not None]
     return {
         "command": " && ".join(r["command"] for r in records),

@@ -244,14 +244,12 @@ NOTES = (
     "Metrics in %: mean ± sample std over the seeds when there is more than one. R@k: share "
     "of test videos with a same-class training video among their k nearest neighbours "
     "(cosine similarity of frozen features); linear: top-1 of a linear probe on frozen "
-    "features. Motion labels are visible only across frames, appearance labels in a single "
-    "frame. train (min): wall time of the training process, start-up included (* = resumed "
+    "features. train (min): wall time of the training process, start-up included (* = resumed "
     "after an interruption: the last attempt only). clips/s: median throughput logged by the "
     "training loop. peak RSS: VmHWM (peak resident memory) of the training process, sampled "
     "from /proc every 20 ms (data loader workers not added). The random-init row is not "
-    "trained; the "
-    "supervised row is trained on the primary (motion) labels. Each trained row is evaluated "
-    "at its own training clip length and crop size."
+    "trained; the supervised row is trained on the dataset's primary labels. Each trained row "
+    "is evaluated at its own training clip length and crop size."
 )
 
 

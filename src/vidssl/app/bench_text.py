@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vidssl.app.bench_cells import CHECKPOINT, BenchError
+from vidssl.app.bench_cells import BenchError
+from vidssl.app.train.checkpoint import CHECKPOINT_NAME
 from vidssl.config import Config, ConfigError
 from vidssl.eval.protocols import PROTOCOLS, names
 
@@ -106,7 +107,10 @@ def evaluate_text_protocols(text: TextPlan, run_dir: Path) -> list[EvalResult]:
     from vidssl.app.evaluate import evaluate
 
     return evaluate(
-        str(run_dir / CHECKPOINT), protocols=text.protocols, out_dir=run_dir, text_cfg=text.settings
+        str(run_dir / CHECKPOINT_NAME),
+        protocols=text.protocols,
+        out_dir=run_dir,
+        text_cfg=text.settings,
     )
 
 

@@ -37,6 +37,8 @@ from typing import Any
 
 from vidssl.app.bench import deep_merge, default_threads, read_throughput
 from vidssl.app.bench_table import Row, bench_table
+from vidssl.app.train.checkpoint import CHECKPOINT_NAME
+from vidssl.app.train.logging import METRICS_NAME
 from vidssl.eval.stats import EvalResult, to_markdown
 
 DEMO_METHOD = "simclr"
@@ -177,7 +179,7 @@ def evaluate_both(
         "seeds": 1,
     }
     cfg = eval_config_from_dict(eval_fields, "demo eval")
-    trained = evaluate(str(out / "last.pt"), out_dir=out, eval_cfg=cfg, **common)
+    trained = evaluate(str(out / CHECKPOINT_NAME), out_dir=out, eval_cfg=cfg, **common)
     clip = {"clip_len": data["clip_len"], "stride": data["stride"], "size": data["size"]}
     random = evaluate(
         "random",
@@ -242,7 +244,7 @@ def run_demo(out: Path, quick: bool, threads: int = 0) -> int:
     if main(["report", str(out)]) != 0:
         return 1
     _stage(4, "results", start)
-    clips_per_s, steps_done = read_throughput(out / "metrics.jsonl")
+    clips_per_s, steps_done = read_throughput(out / METRICS_NAME)
     table = bench_table(summary_rows(sections, trained, random), DEMO_PROTOCOLS, resources=False)
     text = to_markdown(table)
     rate = f", median {clips_per_s:.0f} clips/s" if clips_per_s else ""

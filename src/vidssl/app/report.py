@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import html
-import json
 import math
 import sys
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from vidssl.app.train.logging import METRICS_NAME, read_metrics
 from vidssl.eval.features import load_features_file
 from vidssl.eval.gradcam import CamExamples
 from vidssl.eval.protocols import PROTOCOLS
@@ -115,25 +115,6 @@ def _save(fig: Any, run_dir: Path, name: str) -> str:
     return rel
 
 
-def read_metrics(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """Records of ``metrics.jsonl`` that have a numeric ``step``; also the count of bad lines."""
-    records, bad = [], 0
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            bad += 1
-            continue
-        step = record.get("step") if isinstance(record, dict) else None
-        if isinstance(step, (int, float)) and not isinstance(step, bool):
-            records.append(record)
-        else:
-            bad += 1
-    return records, bad
-
-
 def _number(value: Any) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     return float(value) if ok else math.nan
@@ -169,12 +150,12 @@ def config_section(run_dir: Path) -> Section:
 
 def curves_section(run_dir: Path, smoothing: float) -> Section:
     """Loss, lr and clips/s against the optimiser step."""
-    path = run_dir / "metrics.jsonl"
+    path = run_dir / METRICS_NAME
     if not path.is_file():
-        raise NotAvailable("no metrics.jsonl in the run folder")
+        raise NotAvailable(f"no {METRICS_NAME} in the run folder")
     records, bad = read_metrics(path)
     if not records:
-        raise NotAvailable(f"metrics.jsonl has no records with a 'step' ({bad} other lines)")
+        raise NotAvailable(f"{METRICS_NAME} has no records with a 'step' ({bad} other lines)")
     # per-step records ("kind": "step", or no kind) draw the curves; "kind": "epoch" summaries
     # only feed the facts line (unless there is nothing else)
     epoch_records = [r for r in records if r.get("kind") == "epoch"]

@@ -27,6 +27,30 @@ METRICS_NAME = "metrics.jsonl"
 TENSORBOARD_DIR = "tb"
 
 
+def read_metrics(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """Records of a ``metrics.jsonl`` that have a numeric ``step``, in file order, and the
+    count of other lines (not JSON, not an object, no numeric ``step``); blank lines skipped.
+    A missing file gives no records."""
+    records: list[dict[str, Any]] = []
+    bad = 0
+    if not path.is_file():
+        return records, bad
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        step = record.get("step") if isinstance(record, dict) else None
+        if isinstance(step, (int, float)) and not isinstance(step, bool):
+            records.append(record)
+        else:
+            bad += 1
+    return records, bad
+
+
 def _truncate_metrics(path: Path, step: int) -> None:
     """Drop the records past ``step``: a run resumed from a checkpoint at ``step`` redoes them."""
     if not path.exists():
