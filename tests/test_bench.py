@@ -146,6 +146,21 @@ def _tiny(tmp_path: Path, **changes: Any) -> Path:
     return path
 
 
+def test_bench_threads_follow_the_training_loops_rule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    pretrain = yaml.safe_load((bench.PRESET_DIR / "tiny.yaml").read_text())["pretrain"]
+    pretrain["data"]["workers"] = 3
+    made = bench.make_bench(bench.load_preset(_tiny(tmp_path, pretrain=pretrain)), tmp_path)
+    assert made.threads == 5  # 8 cores - 3 loader processes
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert made.threads == 2
+    made = bench.make_bench(bench.load_preset(_tiny(tmp_path, threads=4)), tmp_path)
+    assert made.threads == 4  # the preset's own count wins
+
+
 def test_a_new_method_joins_the_table_by_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

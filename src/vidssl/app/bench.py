@@ -16,8 +16,8 @@ name with no change here::
     description: text shown above the table
     methods: [simclr, moco, ...]        # names in vidssl.methods.METHODS, or variants
     seeds: 1                            # seeds per row (mean ± sample std over them)
-    threads: 0                          # torch intra-op threads per process; 0 = half the
-                                        # CPU cores (see default_threads)
+    threads: 0                          # torch intra-op threads per process; 0 = the cores
+                                        # the loader processes leave (Bench.threads)
     pretrain: {data: ..., model: ..., optim: ..., train: ...}   # the shared budget: sections
                                         # of a `vidssl pretrain` config (vidssl.config)
     overrides:                          # per method: sections merged over `pretrain`;
@@ -87,7 +87,6 @@ import argparse
 import dataclasses
 import functools
 import json
-import os
 import shlex
 import sys
 import time
@@ -253,17 +252,6 @@ def load_preset(path: str | Path) -> Preset:
         split=split,
         eval_settings=_mapping(ev.get("settings"), f"{path}: eval.settings"),
     )
-
-
-def default_threads(requested: int = 0) -> int:
-    """``requested``, or half the CPU cores (at least 1) for 0.
-
-    Half, because the other half runs the data loader process and the system: with as many
-    intra-op threads as cores, every parallel op waits for a thread that a loader (or any
-    other busy process) has pre-empted, which made training 5-10x slower on a shared 2-core
-    machine (measured: 4 vs 22-36 clips/s for the demo's CVRL step).
-    """
-    return requested or max(1, (os.cpu_count() or 2) // 2)
 
 
 # ---------------------------------------------------------------------------------- plan
@@ -493,7 +481,7 @@ def run_cell(bench: Bench, plan: CellPlan) -> dict[str, Any]:
     cell_file = plan.dir / CELL_NAME
     cell_file.write_text(json.dumps({"spec_sha": plan.spec_sha, "spec": plan.spec}, indent=2))
     command = TRAIN_COMMANDS.get(plan.cell.kind)
-    threads = default_threads(bench.preset.threads)
+    threads = bench.threads
     train = None
     if command:
         train = train_cell(plan.stages, command, threads, plan.dir / TRAIN_NAME)
@@ -527,7 +515,7 @@ def run_bench(bench: Bench, plans: Sequence[CellPlan], *, run: bool = True) -> l
     records: list[dict[str, Any] | None] = [load_record(p) for p in plans]
     todo = [i for i, r in enumerate(records) if r is None] if run else []
     threads_before = torch.get_num_threads()
-    torch.set_num_threads(default_threads(bench.preset.threads))  # for the evaluations
+    torch.set_num_threads(bench.threads)  # for the evaluations
     bar = tqdm(
         total=len(plans), initial=len(plans) - len(todo), desc="bench", unit="cell",
         dynamic_ncols=True, disable=not todo,
@@ -647,7 +635,7 @@ def run(args: argparse.Namespace) -> int:
         r.get("error") not in (None, NOT_RUN) for r in records
     )
     total_s = time.perf_counter() - start if ran else None
-    threads = default_threads(bench.preset.threads)
+    threads = bench.threads
     table = write_outputs(bench, records, command_line(args), total_s, threads=threads)
     print(to_markdown(table))
     print(f"vidssl bench: wrote {out / 'bench.md'} and {out / 'bench.html'}")

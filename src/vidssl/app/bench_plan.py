@@ -14,6 +14,7 @@ from typing import Any
 
 from vidssl.app.bench_cells import Stage
 from vidssl.app.bench_text import TextPlan
+from vidssl.app.train.threads import auto_threads
 from vidssl.config import Config
 
 # row kind -> label in the table's first column ("{}" = the method name)
@@ -87,3 +88,10 @@ class Bench:
     protocols: list[str]
     eval_cfg: Any  # vidssl.app.evaluate.EvalConfig
     base: Config  # the shared budget (`pretrain` sections), types checked
+
+    @property
+    def threads(self) -> int:
+        """Torch threads of every training and evaluation process: the preset's ``threads``,
+        else ``$OMP_NUM_THREADS``, else the cores its loader processes leave (the training
+        loop's own rule, :func:`vidssl.app.train.threads.auto_threads`)."""
+        return auto_threads(self.preset.threads, self.base.data.workers)

@@ -35,10 +35,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vidssl.app.bench import deep_merge, default_threads, read_throughput
+from vidssl.app.bench import deep_merge, read_throughput
 from vidssl.app.bench_table import Row, bench_table
 from vidssl.app.train.checkpoint import CHECKPOINT_NAME
 from vidssl.app.train.logging import METRICS_NAME
+from vidssl.app.train.threads import auto_threads
 from vidssl.eval.stats import EvalResult, to_markdown
 
 DEMO_METHOD = "simclr"
@@ -122,7 +123,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=0,
-        help="torch intra-op threads (default 0: half the CPU cores; the loader uses the rest)",
+        help="torch intra-op threads (default 0: the cores the loader process leaves)",
     )
 
 
@@ -208,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     threads_before = torch.get_num_threads()
-    threads = default_threads(args.threads)
+    threads = auto_threads(args.threads, DEMO_CONFIG["data"]["workers"])
     torch.set_num_threads(threads)
     try:
         return run_demo(args.out, args.quick, threads)

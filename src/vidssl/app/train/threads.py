@@ -2,10 +2,12 @@
 
 torch starts with one intra-op thread per core. With ``data.workers`` loader processes
 beside it, a training process that also takes every core oversubscribes the CPU: every
-parallel op waits for a thread that a loader (or any other busy process) has pre-empted
-(``vidssl.app.bench.default_threads`` records the measured slow-down). So ``train.threads = 0``
-(auto) gives the training process the cores the loader processes leave, at least one;
-``OMP_NUM_THREADS`` in the environment (the bench sets it for its child runs) wins over it.
+parallel op waits for a thread that a loader (or any other busy process) has pre-empted:
+training was 5-10x slower on a shared 2-core machine (measured: 4 vs 22-36 clips/s for the
+demo's CVRL step with 2 threads vs 1). So ``train.threads = 0`` (auto) gives the training
+process the cores the loader processes leave, at least one; ``OMP_NUM_THREADS`` in the
+environment (the bench sets it for its child runs) wins over it. The bench and the demo use
+the same rule for their own processes.
 """
 
 from __future__ import annotations
