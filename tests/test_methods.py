@@ -147,6 +147,14 @@ def test_cosine_momentum_schedule() -> None:
     )
 
 
+def test_byol_logs_its_momentum_in_float32_under_bf16() -> None:
+    method = make("byol", base_momentum=0.99)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = method.training_step(two_views())
+    assert out["momentum"].dtype == torch.float32
+    assert out["momentum"].item() == pytest.approx(0.99, abs=1e-7)  # bf16 would give 0.98828
+
+
 @pytest.mark.parametrize(
     ("name", "online", "target"),
     [("byol", "backbone", "target_backbone"), ("moco", "backbone", "key_backbone")],

@@ -70,7 +70,9 @@ class BYOL(Method):
             pos_sim = 0.5 * (
                 F.cosine_similarity(q1, t2).mean() + F.cosine_similarity(q2, t1).mean()
             )
-        return {"loss": loss, "pos_sim": pos_sim, "momentum": loss.new_tensor(self.momentum)}
+        # float32: under bf16 autocast the loss is bf16, which would log tau 0.99 as 0.988
+        tau = loss.new_tensor(self.momentum, dtype=torch.float32)
+        return {"loss": loss, "pos_sim": pos_sim, "momentum": tau}
 
     def on_after_optimizer_step(self, progress: float) -> None:
         check_progress(progress)
