@@ -54,11 +54,12 @@ def _write(
     seed: int,
     results: Sequence[EvalResult] = (),
     by_stream: dict[str, list[EvalResult]] | None = None,
+    kind: str = "pretrain",
 ) -> None:
     """A finished cell's result.json, as `vidssl bench` writes it (bench_table.cell_record)."""
     cell_dir = out / "cells" / row / f"seed{seed}"
     plan = CellPlan(
-        Cell(row, seed, "pretrain"),
+        Cell(row, seed, kind),
         cell_dir,
         Config(),
         {"row": row, "seed": seed},
@@ -92,6 +93,10 @@ def folder(tmp_path: Path) -> Path:
     _rows(out, "cstp-ctr-only", [(0.50, 0.5), (0.52, 0.5), (0.54, 0.5)], lambda v: _linear(*v))
     _rows(out, "cstp-moco", [(0.5, 0.5)] * 3, lambda v: _linear(*v))
     _rows(out, "cstp-moco-ctr-only", [(0.2, 0.5)], lambda v: _linear(*v))  # one seed only
+    # the untrained network (motion 30.0 +- 2.0), and a CSTP part within 2 stds of it like cstp
+    for seed, motion in enumerate((0.28, 0.30, 0.32)):
+        _write(out, "random", seed, _linear(motion, 0.5), kind="random")
+    _rows(out, "cstp-no-stor", [(0.31, 0.5), (0.33, 0.5), (0.35, 0.5)], lambda v: _linear(*v))
     # a two-stream row: one cell per seed, evaluated per stream
     for seed in range(3):
         by_stream = {
@@ -132,6 +137,15 @@ def test_each_verdict_where_it_belongs(claims: ModuleType, folder: Path) -> None
         "not run (cstp-simsiam, cstp-simsiam-ctr-only)"
     )
     assert got[("cvrl", "cvrl-same-time", "R@1 motion")] == ["–", "–", "–", "not run (cvrl)"]
+    # both within 2 stds of the random init (30.0 +- 2.0): the verdict says the pair is no test
+    floor = got[("cstp", "cstp-no-stor", "linear top-1 motion")]
+    assert floor[3] == "tie (both rows at the random init's level: not tested)"
+    # cstp-ctr-only (52.0) is above it: an ordinary verdict
+    assert fails[3] == "does not hold"
+    # appearance: the random init has 50.0 +- 0.0 there, and so do cstp and cstp-no-stor
+    assert got[("cstp", "cstp-no-stor", "linear top-1 appearance")][3] == (
+        "tie (both rows at the random init's level: not tested)"
+    )
     # every claim has a line; none the table cannot judge
     assert len(got) == len(claims.CLAIMS)
 
@@ -162,7 +176,7 @@ def test_main_prints_the_table_and_skips_a_cell_being_written(
     assert claims.main(["--out", str(folder)]) == 0
     out, err = capsys.readouterr()
     assert "cvrl/seed0/result.json: unreadable" in err
-    assert "(26 finished cells)" in out
+    assert "(32 finished cells)" in out
     assert (
         "| 3. CSTP improves SimCLR | CSTP | cstp-simclr | cstp-simclr-ctr-only | linear top-1 motion |"
         in out
