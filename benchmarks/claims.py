@@ -41,17 +41,18 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
+from vidssl.app.bench import RESULT_NAME
+from vidssl.app.bench_plan import ROW_LABELS
 from vidssl.app.bench_table import METRIC_TITLES, SCHEMA, Row, collect_rows
 from vidssl.eval.protocols import PROTOCOLS
 from vidssl.eval.stats import Table, format_percent, mean_std, to_markdown
 
 DEFAULT_OUT = Path("runs/bench-cpu")
-RESULT_NAME = "result.json"  # a finished cell (vidssl.app.bench.RESULT_NAME)
 MIN_SEEDS = 3  # seeds a row needs in both rows for a verdict
 
 HOLDS, FAILS, TIE = "holds", "does not hold", "tie"
 NOT_RUN, NOT_MEASURED = "not run", "not measured"
-RANDOM = "random init"  # the untrained network's row (vidssl.app.bench_plan.ROW_LABELS)
+RANDOM = ROW_LABELS["random"]  # the untrained network's row
 FLOOR_STDS = 2.0  # a row within this many stds of the floor row learned nothing measurable
 AT_FLOOR = "both rows at the random init's level: not tested"
 
@@ -160,10 +161,11 @@ NOTES = (
     "temporal row with each spatial row (not the groups' means); the pretext-alone rows use "
     "another stem and optimiser than the random init, so they are compared only with each "
     "other. Claim 3's appearance lines are reported next to the motion ones (CSTP claims "
-    "action recognition). The cvtcl stream rows share one training per seed. Claims 3, 4 and "
-    "5's co-training lines (RGB rows of the random init's R3D-18): a verdict that adds *both rows at the random init's "
-    "level* had neither row above the random init by more than {floor:g} stds (the larger of "
-    "the two), so the pair learned nothing there to compare."
+    "action recognition). The cvtcl stream rows share one training per seed. Claims 3, 4 "
+    "and 5's co-training lines (RGB rows of the random init's R3D-18): a verdict that adds "
+    "*both rows at the random init's level* had neither row above the random init by more "
+    "than {floor:g} stds (the larger of the two), so the pair learned nothing there to "
+    "compare."
 )
 
 

@@ -30,6 +30,7 @@ import torch
 
 from vidssl.app.bench import load_preset, make_bench, plan_cells, preset_path
 from vidssl.app.cli import main as vidssl_main
+from vidssl.app.train.checkpoint import CHECKPOINT_NAME
 from vidssl.config import save_config
 from vidssl.eval.weights import read_weights
 
@@ -56,7 +57,7 @@ def probe(config: Path, out: Path, steps: int, overrides: list[str], clips: int)
     argv += [f"train.max_steps={steps}", "train.ckpt_every=100000", *overrides]
     if vidssl_main(argv) != 0:
         raise SystemExit(f"vidssl {shlex.join(argv)} failed")
-    weights = read_weights(out / "last.pt")  # one read: the backbone and the run's data
+    weights = read_weights(out / CHECKPOINT_NAME)  # one read: the backbone and the run's data
     model, data = weights.build(0), weights.data
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(clips, 3, data["clip_len"], data["size"], data["size"], generator=generator)
