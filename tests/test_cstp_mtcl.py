@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -44,6 +45,8 @@ MY_METHODS = {"cstp": CSTP, "mtcl": MTCL, "pretext": Pretext}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+PROBE_LCON = Path(__file__).resolve().parents[1] / "benchmarks" / "probe_lcon.py"
 
 
 class NoiseVideo:
@@ -324,6 +327,31 @@ def test_mtcl_forward_backward_eq7_and_view_order() -> None:
             torch.testing.assert_close(h[:, i], pooled_features(method.backbone, view))
         con = pretext_contrastive(h, [0, 0, 1, 1], 0.07)
         torch.testing.assert_close(method.training_step(batch)["loss_con"], con)
+
+
+def test_probe_lcon_splits_the_mtcl_loss_and_its_gradient() -> None:
+    """benchmarks/probe_lcon.py: its two terms are the method's loss, their gradients its gradient."""
+    spec = importlib.util.spec_from_file_location("probe_lcon", PROBE_LCON)
+    assert spec is not None and spec.loader is not None
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    method = MTCL(tiny_backbone())
+    batch = make_batch(method, clip_len=6)
+    task_term, con, h = probe.loss_terms(method, batch)
+    out = method.training_step(batch)
+    torch.testing.assert_close(task_term + con, out["loss"])
+    params = list(method.backbone.parameters())
+    total = torch.autograd.grad(out["loss"], params)
+    parts = torch.autograd.grad(task_term + con, params)
+    for a, b in zip(total, parts, strict=True):
+        torch.testing.assert_close(a, b)
+    sim = probe.view_similarity(h.detach())  # (M, M)
+    z = F.normalize(h.detach(), dim=-1)
+    torch.testing.assert_close(sim[0, 2], (z[:, 0] * z[:, 2]).sum(-1).mean())
+    torch.testing.assert_close(sim.diagonal(), torch.ones(4))
+    values = probe.probe_batch(method, batch)
+    assert set(values) == set(probe.COLUMNS) and all(math.isfinite(v) for v in values.values())
+    assert values["L_con"] == pytest.approx(out["loss_con"].item(), rel=1e-5)
 
 
 def test_mtcl_table1_variants() -> None:
