@@ -323,7 +323,7 @@ def _fake_child(exit_codes: list[int], ran: list[str]) -> Any:
             "clips_per_s": 10.0 * (1 + len(ran)),
         }
         (run_dir / "metrics.jsonl").write_text(json.dumps(step) + "\n")
-        (run_dir / "last.pt").write_bytes(b"")
+        torch.save({"model": {}, "step": step["step"]}, run_dir / "last.pt")
         ran.append(run_dir.name)
         return bench_cells.Measured(exit_codes.pop(0), 60.0, 100.0 * len(ran))
 
@@ -350,7 +350,8 @@ def test_a_killed_stage_reruns_alone_and_stage_figures_combine(
     assert ran == ["stage0", "stage1", "stage1"]
     first, second = record["stages"]
     assert (first["resumed"], second["resumed"]) == (False, True)
-    assert record["resumed"] is True
+    assert (first["start_step"], second["start_step"]) == (0, 3)  # the killed attempt's last.pt
+    assert record["resumed"] is True and record["start_step"] == 3
     assert record["wall_s"] == 120.0 and record["peak_rss_mb"] == 300.0  # sum, max
     assert record["steps"] == 2 + 3  # each stage's own train.max_steps (tiny: 2 and 3)
     assert record["clips_per_s"] == 20.0  # median of both stages' logged rates (10, 30)
@@ -525,6 +526,7 @@ def test_a_partial_second_stage_resumes_without_rerunning_the_first(
     assert (cell / "train-stage0.json").read_text() == stage0
     train = json.loads((cell / "train.json").read_text())
     assert [s["resumed"] for s in train["stages"]] == [False, True] and train["steps"] == 5
+    assert [s["start_step"] for s in train["stages"]] == [0, 3] and train["start_step"] == 3
     rows = json.loads((out / "bench.json").read_text())["rows"]
     assert [row[0] for row in rows] == TINY_ROWS
 

@@ -26,7 +26,10 @@ gets ``method.init_checkpoint=cell/run/stage<k-1>/last.pt`` (a staged method tak
 budget (its ``train.max_steps``) and its own done marker ``cell/train-stage<k>.json``: a rerun
 skips finished stages and resumes an interrupted one from its ``last.pt``. The cell's
 ``train.json`` then holds the sum of the stages' wall times, the largest peak RSS, the median
-of every stage's logged throughput and the per-stage records (``stages``). The last stage's
+of every stage's logged throughput and the per-stage records (``stages``). A stage that
+resumed records ``resumed`` and the step its attempt began at (``start_step``, read from the
+checkpoint): its wall time covers only the steps after it (a staged cell sums the stages'
+``start_step``). The last stage's
 checkpoint is evaluated, into the last stage's folder. A cell without ``stages`` is one stage
 in ``cell/run/`` (``cell/config.yaml``, no per-stage marker).
 
@@ -56,6 +59,7 @@ from typing import Any
 from vidssl.app.train.checkpoint import CHECKPOINT_NAME
 from vidssl.app.train.logging import METRICS_NAME, read_metrics
 from vidssl.config import Config, config_to_dict, save_config
+from vidssl.eval.weights import load_checkpoint
 
 # override keys the bench reads itself
 HARNESS_KEYS = ("stages", "eval_streams", "text_protocols")
@@ -296,7 +300,9 @@ def train_stage(stage: Stage, command: str, threads: int) -> dict[str, Any]:
     if stage.done_path is not None and stage.done_path.is_file():
         return json.loads(stage.done_path.read_text())
     save_config(stage.config, stage.config_path)
-    resumed = (stage.run_dir / CHECKPOINT_NAME).is_file()
+    checkpoint = stage.run_dir / CHECKPOINT_NAME
+    resumed = checkpoint.is_file()
+    start_step = int(load_checkpoint(checkpoint)["step"]) if resumed else 0
     cmd = [sys.executable, "-m", "vidssl", command, "--config", str(stage.config_path)]
     cmd += ["--resume", "auto"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -310,7 +316,8 @@ def train_stage(stage: Stage, command: str, threads: int) -> dict[str, Any]:
         "peak_rss_mb": measured.peak_rss_mb,
         "clips_per_s": clips_per_s,
         "steps": steps,
-        "resumed": resumed,  # the wall time then covers only the last attempt
+        "resumed": resumed,  # the wall time then covers only the last attempt...
+        "start_step": start_step,  # ...which began at this step (0: from scratch)
         "threads": threads,
     }
     if stage.done_path is not None:
@@ -330,6 +337,7 @@ def combine_stages(stages: Sequence[Stage], records: Sequence[dict[str, Any]]) -
         "clips_per_s": statistics.median(rates) if rates else None,
         "steps": sum(r["steps"] for r in records),
         "resumed": any(r.get("resumed") for r in records),
+        "start_step": sum(r.get("start_step", 0) for r in records),  # steps no wall_s covers
         "threads": records[-1].get("threads"),
         "stages": list(records),
     }
