@@ -38,9 +38,7 @@ from vidssl.app.train.checkpoint import CHECKPOINT_NAME, seed_all
 from vidssl.config import load_config
 from vidssl.eval.stats import mean_std
 from vidssl.eval.weights import load_checkpoint
-from vidssl.losses.pretext import pretext_contrastive
 from vidssl.methods.mtcl import MTCL
-from vidssl.methods.pretext import batch_labels, classification_logs
 
 COLUMNS = ("L_con", "|g_task|", "|g_con|", "cos", "TP~TO", "SR~SJ", "T~S")
 
@@ -56,15 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def loss_terms(method: MTCL, batch: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor]:
     """lambda*L_task (eq. 8), L_con (eq. 9) and h: (N, M, D), with their graphs."""
-    labels = batch_labels(batch, method.tasks, "MTCL")
-    h = method.features(batch["views"])  # (N, M, D)
-    logits = {t: head(h[:, i]) for i, (t, head) in enumerate(method.heads.heads.items())}
-    loss_task, _ = classification_logs(logits, labels)
-    return (
-        method.lambda_task * loss_task,
-        pretext_contrastive(h, method.groups, method.temperature),
-        h,
-    )
+    loss_task, h, _ = method.task_loss(batch)
+    return method.lambda_task * loss_task, method.con_loss(h), h
 
 
 def view_similarity(h: Tensor) -> Tensor:

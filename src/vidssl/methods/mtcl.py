@@ -95,7 +95,8 @@ class MTCL(Method):
         h = pooled_features(self.backbone, torch.cat(list(views)))  # (M*N, D)
         return h.reshape(m, n, -1).transpose(0, 1)  # (M*N, D) -> (M, N, D) -> (N, M, D)
 
-    def training_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+    def task_loss(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """L_task of eq. (8) on one batch, the features h: (N, M, D) and the per-task logs."""
         views = batch.get("views")
         if not isinstance(views, list | tuple) or len(views) != len(self.tasks):
             count = len(views) if isinstance(views, list | tuple) else type(views).__name__
@@ -106,10 +107,18 @@ class MTCL(Method):
         h = self.features(views)  # (N, M, D)
         logits = {t: head(h[:, i]) for i, (t, head) in enumerate(self.heads.heads.items())}
         loss_task, logs = classification_logs(logits, labels)  # eq. (8)
+        return loss_task, h, logs
+
+    def con_loss(self, h: Tensor) -> Tensor:
+        """L_con of eq. (9) on h: (N, M, D), whether or not this method trains on it."""
+        return pretext_contrastive(h, self.groups, self.temperature)
+
+    def training_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        loss_task, h, logs = self.task_loss(batch)
         loss = self.lambda_task * loss_task
         logs["loss_task"] = loss_task.detach()
         if self.use_con:
-            loss_con = pretext_contrastive(h, self.groups, self.temperature)  # eq. (9)
+            loss_con = self.con_loss(h)  # eq. (9)
             loss = loss + loss_con  # eq. (7)
             logs["loss_con"] = loss_con.detach()
         return {"loss": loss, **logs}
