@@ -168,6 +168,47 @@ def test_cosine_schedule_matches_hand_values() -> None:
     assert opt.param_groups[1]["lr"] == pytest.approx(floor + (0.5 - floor) * 0.5)
 
 
+@pytest.mark.parametrize("name", ["simsiam", "cstp"])
+def test_fixed_predictor_lr_keeps_simsiam_predictor_at_the_base_lr(name: str) -> None:
+    from vidssl.app.train.build import build_method
+
+    head = ["method.hidden_dim=16", "method.out_dim=8", "method.predictor_hidden_dim=8"]
+    kwargs = (
+        head + ["method.fix_predictor_lr=true"]
+        if name == "simsiam"
+        else [
+            "method.contrastive=simsiam",
+            'method.contrastive_kwargs={"hidden_dim": 16, "out_dim": 8, '
+            '"predictor_hidden_dim": 8, "fix_predictor_lr": true}',
+        ]
+    )
+    cfg = load_config(None, [f"method.name={name}", "model.width=0.125", *kwargs])
+    method = build_method(cfg)
+    prefix = "predictor." if name == "simsiam" else "ctr.predictor."
+    assert method.constant_lr_prefixes() == (prefix,)
+    predictor = {id(p) for n, p in method.named_parameters() if n.startswith(prefix)}
+    assert predictor
+    opt = build_optimizer(method, OptimConfig(name="sgd", lr=0.2, weight_decay=0.1))
+    sched = WarmupCosine(opt, total_steps=10, warmup_steps=2, min_lr=0.0)
+    for step, scheduled in [(0, 0.1), (5, 0.2 * 0.5 * (1 + math.cos(math.pi * 3 / 8))), (9, None)]:
+        lr = sched.set_step(step)
+        for group in opt.param_groups:
+            ids = {id(p) for p in group["params"]}
+            assert ids <= predictor or not ids & predictor  # no group mixes the two
+            if ids <= predictor:
+                assert group["constant_lr"] and group["lr"] == 0.2
+            elif scheduled is not None:
+                assert group["lr"] == pytest.approx(scheduled)
+        assert lr == sched.current_lr() < 0.2  # the scheduled groups, not the fixed ones
+    # both kinds of group keep their weight decay: decayed weights and undecayed norms
+    fixed = [g["weight_decay"] for g in opt.param_groups if g["constant_lr"]]
+    assert sorted(fixed) == [0.0, 0.1]
+    # off by default: one schedule for every parameter
+    plain = build_method(load_config(None, ["method.name=simsiam", "model.width=0.125", *head]))
+    assert plain.constant_lr_prefixes() == ()
+    assert not any(g.get("constant_lr") for g in build_optimizer(plain, OptimConfig()).param_groups)
+
+
 def test_param_groups_exclude_norms_and_biases_from_decay() -> None:
     from vidssl.app.train.build import build_method
 

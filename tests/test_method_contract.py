@@ -17,6 +17,7 @@ HOOKS = (
     "recipe_overrides",
     "negative_queues",
     "lr_multipliers",
+    "constant_lr_prefixes",
     "train_item_filter",
     "matches_text",
     "set_class_texts",
@@ -40,6 +41,7 @@ def test_base_hooks_have_safe_defaults() -> None:
     method = Method(TinyBackbone())
     assert method.recipe_overrides == {} and method.negative_queues() == {}
     assert method.lr_multipliers() == {} and method.train_item_filter() is None
+    assert method.constant_lr_prefixes() == ()
     assert not method.matches_text and tuple(method.held_out) == ()
     assert method.class_names is None
     with pytest.raises(NotImplementedError, match=r"Method is not language-supervised"):

@@ -107,6 +107,16 @@ class Method(nn.Module):
         """
         return {}
 
+    def constant_lr_prefixes(self) -> tuple[str, ...]:
+        """Parameter-name prefixes whose learning rate stays at its base value (times any
+        multiplier) for the whole run: no warm-up, no decay. Default: none.
+
+        Read by the engine's optimiser and schedule (``vidssl.app.train.optim``,
+        ``vidssl.app.train.schedule``), e.g. SimSiam's predictor with ``fix_predictor_lr``
+        (SimSiam Sec. 4.2, Table 1d).
+        """
+        return ()
+
     def train_item_filter(self) -> Callable[[Any], bool] | None:
         """A predicate ``item -> keep?`` over the training set's index items (``.label``,
         ``.path``), or None (default) to train on every video.

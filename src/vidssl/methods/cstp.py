@@ -216,6 +216,12 @@ class CSTP(Method):
             return {}
         return {f"contrastive_kwargs.{k}": v for k, v in self.ctr.negative_queues().items()}
 
+    def constant_lr_prefixes(self) -> tuple[str, ...]:
+        """The composed scheme's, under ``ctr.`` (e.g. SimSiam's fixed predictor lr)."""
+        if self.ctr is None:
+            return ()
+        return tuple(f"ctr.{prefix}" for prefix in self.ctr.constant_lr_prefixes())
+
     def on_after_optimizer_step(self, progress: float) -> None:
         check_progress(progress)
         if self.ctr is not None:

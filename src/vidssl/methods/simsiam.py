@@ -9,6 +9,11 @@ Defaults and departures: projector n -> 4096 -> 128 (CSTP appendix; SimSiam uses
 2048-wide layers) with BN + ReLU in the hidden layer and BN without ReLU on the output, as
 SimSiam (Sec. 4.4); predictor 128 -> 512 -> 128 (SimSiam's 512-wide hidden layer; with a
 128-d output it widens instead of SimSiam's 4x bottleneck).
+
+``fix_predictor_lr``: the predictor keeps the base learning rate while the rest follows the
+schedule (SimSiam Sec. 4.2, Table 1d: "h with a constant lr (without decay)", better than the
+decayed baseline; the authors' released command turns it on). Off by default, so that the
+method as CSTP compares it keeps one schedule for every parameter.
 """
 
 from __future__ import annotations
@@ -33,12 +38,18 @@ class SimSiam(Method):
         hidden_dim: int = 4096,
         out_dim: int = 128,
         predictor_hidden_dim: int = 512,
+        fix_predictor_lr: bool = False,
     ) -> None:
         super().__init__(backbone)
+        self.fix_predictor_lr = fix_predictor_lr
         self.projector = ProjectionHead(
             self.feature_dim, hidden_dim, out_dim, batch_norm=True, last_batch_norm=True
         )
         self.predictor = PredictorHead(out_dim, predictor_hidden_dim)
+
+    def constant_lr_prefixes(self) -> tuple[str, ...]:
+        """The predictor with ``fix_predictor_lr`` (SimSiam Table 1d), else none."""
+        return ("predictor.",) if self.fix_predictor_lr else ()
 
     def project(self, x: Tensor) -> Tensor:
         """x: (N, C, T, H, W) -> z: (N, D)."""

@@ -331,7 +331,7 @@ class Trainer:
                 "step": p.step,
                 "epoch": p.epoch,
                 "loss": s.loss_sum / max(s.batches, 1),
-                "lr": self.optimizer.param_groups[0]["lr"],
+                "lr": self.schedule.current_lr(),
                 "clips_per_s": s.clips / max(s.seconds, 1e-9),
                 "skipped": s.skipped,
             }

@@ -46,29 +46,39 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 def apply_lr_multipliers(
     model: nn.Module, groups: list[dict[str, Any]], base_lr: float
 ) -> list[dict[str, Any]]:
-    """Split ``groups`` by a method's ``lr_multipliers()`` (``Method`` hook; other modules and
-    methods without multipliers keep ``groups``).
+    """Split ``groups`` by a method's ``lr_multipliers()`` and ``constant_lr_prefixes()``
+    (``Method`` hooks; other modules and methods without either keep ``groups``).
 
     ``lr_multipliers()`` maps parameter-name prefixes to learning-rate multipliers (the
     longest matching prefix wins, 1 otherwise), e.g. X-CLIP's x1000 TWS / x100 new modules
     (seed 004, Sec. 4.2). Each part keeps its group's weight decay and gets ``lr = base_lr *
     multiplier`` and ``lr_mult``; the schedule scales every group's own base lr, so the ratios
-    hold at every step.
+    hold at every step. Parameters under a ``constant_lr_prefixes()`` prefix go to parts with
+    ``constant_lr=True``, which the schedule leaves at their base lr (SimSiam's fixed
+    predictor lr).
     """
-    multipliers = model.lr_multipliers() if isinstance(model, Method) else {}
-    if not multipliers:
+    is_method = isinstance(model, Method)
+    multipliers = model.lr_multipliers() if is_method else {}
+    constant = model.constant_lr_prefixes() if is_method else ()
+    if not multipliers and not constant:
         return groups
     prefixes = sorted(multipliers.items(), key=lambda kv: -len(kv[0]))
-    of = {
-        id(p): next((m for prefix, m in prefixes if name.startswith(prefix)), 1.0)
+    policy = {
+        id(p): (
+            next((m for prefix, m in prefixes if name.startswith(prefix)), 1.0),
+            name.startswith(constant) if constant else False,
+        )
         for name, p in model.named_parameters()
     }
     out = []
     for group in groups:
-        parts: dict[float, list[Tensor]] = {}
+        parts: dict[tuple[float, bool], list[Tensor]] = {}
         for p in group["params"]:
-            parts.setdefault(of[id(p)], []).append(p)
-        out += [{**group, "params": ps, "lr": base_lr * m, "lr_mult": m} for m, ps in parts.items()]
+            parts.setdefault(policy[id(p)], []).append(p)
+        out += [
+            {**group, "params": ps, "lr": base_lr * m, "lr_mult": m, "constant_lr": fixed}
+            for (m, fixed), ps in parts.items()
+        ]
     return out
 
 

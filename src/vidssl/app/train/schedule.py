@@ -53,13 +53,27 @@ class WarmupCosine:
         self.set_step(0)
 
     def set_step(self, step: int) -> float:
-        """Set the lr for 0-based optimiser ``step``; returns the first group's lr."""
+        """Set the lr for 0-based optimiser ``step``; returns the first scheduled group's lr.
+
+        Groups flagged ``constant_lr`` (``vidssl.app.train.optim.apply_lr_multipliers``) stay
+        at their base lr.
+        """
         self.step_count = step
         for group in self.optimizer.param_groups:
-            group["lr"] = cosine_lr(
-                step, group["base_lr"], self.total_steps, self.warmup_steps, self.min_lr
+            group["lr"] = (
+                group["base_lr"]
+                if group.get("constant_lr", False)
+                else cosine_lr(
+                    step, group["base_lr"], self.total_steps, self.warmup_steps, self.min_lr
+                )
             )
-        return self.optimizer.param_groups[0]["lr"]
+        return self.current_lr()
+
+    def current_lr(self) -> float:
+        """The lr of the first group that follows the schedule (the first group if none does)."""
+        groups = self.optimizer.param_groups
+        scheduled = [g for g in groups if not g.get("constant_lr", False)]
+        return (scheduled or groups)[0]["lr"]
 
     def state_dict(self) -> dict[str, Any]:
         return {
