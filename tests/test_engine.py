@@ -168,14 +168,14 @@ def test_cosine_schedule_matches_hand_values() -> None:
     assert opt.param_groups[1]["lr"] == pytest.approx(floor + (0.5 - floor) * 0.5)
 
 
-@pytest.mark.parametrize("name", ["simsiam", "cstp"])
-def test_fixed_predictor_lr_keeps_simsiam_predictor_at_the_base_lr(name: str) -> None:
+@pytest.mark.parametrize("name", ["simsiam", "byol", "cstp"])
+def test_fixed_predictor_lr_keeps_the_predictor_at_the_base_lr(name: str) -> None:
     from vidssl.app.train.build import build_method
 
     head = ["method.hidden_dim=16", "method.out_dim=8", "method.predictor_hidden_dim=8"]
     kwargs = (
         head + ["method.fix_predictor_lr=true"]
-        if name == "simsiam"
+        if name != "cstp"
         else [
             "method.contrastive=simsiam",
             'method.contrastive_kwargs={"hidden_dim": 16, "out_dim": 8, '
@@ -184,7 +184,7 @@ def test_fixed_predictor_lr_keeps_simsiam_predictor_at_the_base_lr(name: str) ->
     )
     cfg = load_config(None, [f"method.name={name}", "model.width=0.125", *kwargs])
     method = build_method(cfg)
-    prefix = "predictor." if name == "simsiam" else "ctr.predictor."
+    prefix = "ctr.predictor." if name == "cstp" else "predictor."
     assert method.constant_lr_prefixes() == (prefix,)
     predictor = {id(p) for n, p in method.named_parameters() if n.startswith(prefix)}
     assert predictor
@@ -204,7 +204,8 @@ def test_fixed_predictor_lr_keeps_simsiam_predictor_at_the_base_lr(name: str) ->
     fixed = [g["weight_decay"] for g in opt.param_groups if g["constant_lr"]]
     assert sorted(fixed) == [0.0, 0.1]
     # off by default: one schedule for every parameter
-    plain = build_method(load_config(None, ["method.name=simsiam", "model.width=0.125", *head]))
+    base = name if name != "cstp" else "simsiam"
+    plain = build_method(load_config(None, [f"method.name={base}", "model.width=0.125", *head]))
     assert plain.constant_lr_prefixes() == ()
     assert not any(g.get("constant_lr") for g in build_optimizer(plain, OptimConfig()).param_groups)
 

@@ -198,17 +198,32 @@ def _placed(config: Config, run_dir: Path, config_path: Path, done: Path | None)
 # the rendered frames, tests/test_pipeline.py)
 NEUTRAL_SETTINGS: tuple[tuple[str, ...], ...] = (("train", "threads"), ("data", "args", "cache"))
 
+# settings added after cells were run, left out of the spec only while they hold the value
+# that reproduces the behaviour from before they existed (any other value is decisive):
+# SimSiam's / BYOL's `fix_predictor_lr` (off: one schedule for every parameter)
+LATER_DEFAULTS: tuple[tuple[tuple[str, ...], Any], ...] = ((("method", "fix_predictor_lr"), False),)
+
+
+def _section(run: dict[str, Any], parents: Sequence[str]) -> Any:
+    section: Any = run
+    for name in parents:
+        section = (section.get(name) or {}) if isinstance(section, dict) else {}
+    return section
+
 
 def decisive_settings(config: Config) -> dict[str, Any]:
-    """``config`` as a dict without its out folder and without :data:`NEUTRAL_SETTINGS`."""
+    """``config`` as a dict without its out folder, without :data:`NEUTRAL_SETTINGS` and
+    without :data:`LATER_DEFAULTS` that hold their old behaviour's value."""
     run = config_to_dict(config)
     run["train"].pop("out_dir")
     for *parents, key in NEUTRAL_SETTINGS:
-        section = run
-        for name in parents:
-            section = section.get(name) or {}
+        section = _section(run, parents)
         if isinstance(section, dict):
             section.pop(key, None)
+    for (*parents, key), value in LATER_DEFAULTS:
+        section = _section(run, parents)
+        if isinstance(section, dict) and key in section and section[key] == value:
+            section.pop(key)
     return run
 
 

@@ -11,6 +11,10 @@ from ``base_momentum`` to ``final_momentum`` on BYOL's cosine schedule (Sec. 3.2
 Defaults: base tau 0.998 (CSTP appendix, "following BYOL"; BYOL's ImageNet value is 0.996);
 projector n -> 4096 -> 128 (CSTP appendix; BYOL uses a 256-d output); predictor
 128 -> 4096 -> 128 (BYOL's hidden width). BN + ReLU in every hidden layer, as BYOL.
+
+``fix_predictor_lr`` (vidssl extension, off by default): the predictor keeps the base learning
+rate while the rest follows the schedule, SimSiam's Table 1d applied to BYOL's predictor
+(a predictor that keeps up with the representation; not in BYOL or CSTP).
 """
 
 from __future__ import annotations
@@ -37,8 +41,10 @@ class BYOL(Method):
         hidden_dim: int = 4096,
         out_dim: int = 128,
         predictor_hidden_dim: int = 4096,
+        fix_predictor_lr: bool = False,
     ) -> None:
         super().__init__(backbone)
+        self.fix_predictor_lr = fix_predictor_lr
         if not 0.0 <= base_momentum <= final_momentum <= 1.0:
             raise ValueError(
                 "BYOL: need 0 <= base_momentum <= final_momentum <= 1, got "
@@ -51,6 +57,10 @@ class BYOL(Method):
         self.predictor = PredictorHead(out_dim, predictor_hidden_dim)
         self.target_backbone = frozen_copy(backbone)
         self.target_projector = frozen_copy(self.projector)
+
+    def constant_lr_prefixes(self) -> tuple[str, ...]:
+        """The predictor with ``fix_predictor_lr``, else none."""
+        return ("predictor.",) if self.fix_predictor_lr else ()
 
     def predict(self, x: Tensor) -> Tensor:
         """Online branch. x: (N, C, T, H, W) -> q: (N, D)."""
