@@ -161,6 +161,19 @@ def test_bench_threads_follow_the_training_loops_rule(
     assert made.threads == 4  # the preset's own count wins
 
 
+def test_a_thread_count_other_than_one_changes_every_cells_hash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def plans(threads: int) -> list[Any]:
+        monkeypatch.setenv("OMP_NUM_THREADS", str(threads))
+        return bench.plan_cells(bench.make_bench(bench.load_preset(_tiny(tmp_path)), tmp_path))
+
+    one, two = plans(1), plans(2)
+    assert all("threads" not in p.spec for p in one)  # the cells run so far: one thread
+    assert all(p.spec["threads"] == 2 for p in two)
+    assert all(a.spec_sha != b.spec_sha for a, b in zip(one, two, strict=True))
+
+
 def test_a_new_method_joins_the_table_by_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -377,6 +377,14 @@ def _row_sections(bench: Bench) -> list[tuple[str, str, dict[str, Any] | None, s
     return rows
 
 
+# THREADS_IN_SPEC: the torch thread count changes a cell's numbers, not only its speed (the
+# oneDNN kernels split their reductions by thread, so a run's trajectory differs bitwise from
+# step 1: the CPU table's rows at two threads gave other figures than at one,
+# docs/benchmarks.md "Time"). It enters the spec when it is not 1, the count every cell before
+# this rule ran with, so those cells still count and a rerun at another count never mixes
+# with them.
+
+
 def plan_cells(bench: Bench) -> list[CellPlan]:
     """Every cell in table order (random, methods, supervised); run configs validated."""
     shared = {
@@ -404,6 +412,8 @@ def plan_cells(bench: Bench) -> list[CellPlan]:
                 settings = bench.preset.eval_settings
                 text = plan_text(harness.text_protocols, settings, stages[-1].config, field_of)
             spec = {"kind": kind, "run": run, **shared}
+            if bench.threads != 1:  # see THREADS_IN_SPEC
+                spec["threads"] = bench.threads
             if streams:
                 spec["streams"] = list(streams)
             if text:  # only cells with text protocols: the others' settings stay as they were

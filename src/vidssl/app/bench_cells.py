@@ -191,11 +191,12 @@ def _placed(config: Config, run_dir: Path, config_path: Path, done: Path | None)
     return Stage(config, run_dir, config_path, done)
 
 
-# config settings that do not decide a cell's numbers, left out of its spec, so that a cell
-# run before they existed still counts: `train.threads` (the harness sets the training
-# child's threads itself, through OMP_NUM_THREADS from the preset's `threads`, which the
-# auto setting follows; recorded in train.json) and the synthetic set's frame cache (bitwise
-# the rendered frames, tests/test_pipeline.py)
+# config settings left out of a cell's run spec, so that a cell run before they existed still
+# counts: `train.threads` (the harness sets the training child's threads itself, through
+# OMP_NUM_THREADS from the preset's `threads`, which the auto setting follows; recorded in
+# train.json; the resolved count enters the cell's spec itself when it is not 1, see
+# vidssl.app.bench.THREADS_IN_SPEC) and the synthetic set's frame cache (bitwise the rendered
+# frames, tests/test_pipeline.py)
 NEUTRAL_SETTINGS: tuple[tuple[str, ...], ...] = (("train", "threads"), ("data", "args", "cache"))
 
 # settings added after cells were run, left out of the spec only while they hold the value
