@@ -1,7 +1,7 @@
 """torch.compile vs eager for one backbone's train step on CPU (bf16 autocast + channels_last_3d).
 
 The engine's CPU path (`vidssl.app.train.precision`: the oneDNN bf16 guard, channels_last_3d,
-bf16 autocast) for forward + cross-entropy on 10 classes + backward, one backbone built twice
+bf16 autocast) for ``bench_r2plus1d.train_step`` (forward, cross-entropy on 10 classes, backward), one backbone built twice
 from one seed; one is wrapped in `torch.compile` (default inductor backend). After the compile
 (its time printed), rounds interleave the two; each round times ``--steps`` steps by process
 CPU time (`time.process_time`, steadier than wall time on a shared machine). Prints the
@@ -20,9 +20,9 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from bench_r2plus1d import train_step
 from vidssl.app.train.precision import guard_bf16_conv3d, model_to_channels_last
 from vidssl.models.backbones import create_backbone
 
@@ -50,17 +50,12 @@ def main(argv: list[str] | None = None) -> None:
     x = torch.randn(shape).contiguous(memory_format=torch.channels_last_3d)
     y = torch.randint(0, 10, (args.batch,))
 
-    def step(model: nn.Module) -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = model(x)
-        F.cross_entropy(out.float(), y).backward()
-
     eager, compiled = build(), build()
-    compiled_step = torch.compile(lambda: step(compiled))
+    compiled_step = torch.compile(lambda: train_step(compiled, x, y))
     start = time.time()
     compiled_step()
     print(f"compile + first step: {time.time() - start:.1f} s wall", flush=True)
-    steps = {"eager": lambda: step(eager), "compiled": compiled_step}
+    steps = {"eager": lambda: train_step(eager, x, y), "compiled": compiled_step}
     ms: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(args.rounds):
         for name, fn in steps.items():

@@ -24,19 +24,8 @@ import statistics
 from dataclasses import replace
 from typing import Any
 
-from pipeline_rates import fit_records
+from pipeline_rates import cpu_row_config, fit_records
 from vidssl.app.train.threads import torch_threads
-from vidssl.config import Config, config_from_dict
-
-
-def row_config(name: str) -> Config:
-    """The CPU preset's row ``name`` as a run config (its overrides on the shared budget)."""
-    from vidssl.app.bench import deep_merge, load_preset, preset_path, row_method
-
-    preset = load_preset(preset_path("cpu"))
-    override = preset.overrides.get(name, {})
-    sections = deep_merge(override, {"method": {"name": row_method(name, override)}})
-    return config_from_dict(deep_merge(preset.pretrain, sections), check=True)
 
 
 def median_rate(records: list[dict[str, Any]], skip: int) -> float:
@@ -55,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=2, help="interleaved runs per thread count")
     args = p.parse_args(argv)
     for row in args.rows:
-        cfg = row_config(row)
+        cfg = cpu_row_config(row)
         rates: dict[int, list[float]] = {n: [] for n in args.threads}
         for _ in range(args.repeats):
             for n in args.threads:

@@ -38,7 +38,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 from torch.utils.flop_counter import FlopCounterMode
 
-from pipeline_rates import Rates, pipeline_rates
+from pipeline_rates import Rates, cpu_row_config, pipeline_rates
 from vidssl.app.train.build import build_method
 from vidssl.app.train.checkpoint import seed_all
 from vidssl.app.train.data import count_clips
@@ -155,21 +155,13 @@ def conv3d_peak() -> dict[str, float]:
 def pipeline_configs() -> dict[str, Config]:
     """The configs of part 3: ``make demo``'s and the CPU bench table's rows (SimCLR, SimCLR on
     R(2+1)D-18, MTCL on its 9-frame R(2+1)D-18 with attention), backbones called by name."""
-    from vidssl.app.bench import deep_merge, load_preset, preset_path, row_method
     from vidssl.app.demo import DEMO_CONFIG
-
-    preset = load_preset(preset_path("cpu"))
-
-    def row(name: str, extra: dict[str, Any] | None = None) -> Config:
-        override = deep_merge(preset.overrides.get(name, {}), extra or {})
-        sections = deep_merge(override, {"method": {"name": row_method(name, override)}})
-        return config_from_dict(deep_merge(preset.pretrain, sections), check=True)
 
     return {
         "demo": config_from_dict(DEMO_CONFIG, check=True),
-        "bench-simclr": row("simclr"),
-        "bench-simclr-r2plus1d": row("simclr", {"model": {"backbone": "r2plus1d_18"}}),
-        "bench-mtcl": row("mtcl"),
+        "bench-simclr": cpu_row_config("simclr"),
+        "bench-simclr-r2plus1d": cpu_row_config("simclr", {"model": {"backbone": "r2plus1d_18"}}),
+        "bench-mtcl": cpu_row_config("mtcl"),
     }
 
 

@@ -52,14 +52,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = load_config(run_config(args.run), [f"data.subset={args.subset}"])
+    if cfg.method.name != "pretext" or "pace" not in cfg.method.hparams.get("tasks", ()):
+        raise SystemExit(f"{args.run}: not a pretext run with a pace task ({cfg.method.name})")
     method = build_method(cfg)
     method.load_state_dict(load_checkpoint(args.run / "last.pt")["model"])
     method.eval()
-    if cfg.method.name != "pretext" or "pace" not in cfg.method.hparams.get("tasks", ()):
-        raise SystemExit(f"{args.run}: not a pretext run with a pace task ({cfg.method.name})")
     head = method.heads.heads["pace"]  # the pretext method's pace classifier
     dataset = build_dataset(cfg, method, train=True)  # the training recipe, held-out videos
-    classes = dataset.index.classes
+    classes = dataset.classes
     paces = list(method.recipe_overrides["paces"])
     confusion = np.zeros((len(paces), len(paces)), dtype=int)
     per_class: dict[int, list[int]] = {}

@@ -29,7 +29,7 @@ from vidssl.app.train.checkpoint import seed_all
 from vidssl.app.train.data import EpochBatches, count_clips, make_run_loader
 from vidssl.app.train.loop import Trainer
 from vidssl.app.train.threads import auto_threads, torch_threads
-from vidssl.config import Config
+from vidssl.config import Config, config_from_dict
 
 
 @dataclass
@@ -117,3 +117,14 @@ def pipeline_rates(cfg: Config, steps: int) -> Rates:
         warm_records = [r for r in records if r["epoch"] >= 1]
         e2e = _rate_over(warm_records, count_clips(batch))
     return Rates(step, warm, cold, e2e, threads)
+
+
+def cpu_row_config(name: str, extra: dict[str, Any] | None = None) -> Config:
+    """The CPU bench preset's row ``name`` as a run config: its overrides (and ``extra``) on
+    the shared budget, the method called by name."""
+    from vidssl.app.bench import deep_merge, load_preset, preset_path, row_method
+
+    preset = load_preset(preset_path("cpu"))
+    override = deep_merge(preset.overrides.get(name, {}), extra or {})
+    sections = deep_merge(override, {"method": {"name": row_method(name, override)}})
+    return config_from_dict(deep_merge(preset.pretrain, sections), check=True)

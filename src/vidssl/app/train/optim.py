@@ -66,7 +66,7 @@ def apply_lr_multipliers(
     policy = {
         id(p): (
             next((m for prefix, m in prefixes if name.startswith(prefix)), 1.0),
-            name.startswith(constant) if constant else False,
+            name.startswith(constant),  # False for no prefixes
         )
         for name, p in model.named_parameters()
     }
