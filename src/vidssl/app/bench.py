@@ -97,7 +97,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from tqdm import tqdm
 
 from vidssl.app.bench_cells import (
     BenchError,
@@ -116,6 +115,7 @@ from vidssl.app.bench_plan import Bench, Cell, CellPlan, Preset
 from vidssl.app.bench_table import NOT_RUN, cell_record, write_outputs
 from vidssl.app.bench_text import evaluate_text_protocols, plan_text
 from vidssl.app.train.checkpoint import CHECKPOINT_NAME
+from vidssl.bars import ProgressBar
 from vidssl.config import Config, ConfigError, config_from_dict
 from vidssl.eval.stats import EvalResult, to_markdown
 
@@ -526,7 +526,7 @@ def run_bench(bench: Bench, plans: Sequence[CellPlan], *, run: bool = True) -> l
     todo = [i for i, r in enumerate(records) if r is None] if run else []
     threads_before = torch.get_num_threads()
     torch.set_num_threads(bench.threads)  # for the evaluations
-    bar = tqdm(
+    bar = ProgressBar(
         total=len(plans), initial=len(plans) - len(todo), desc="bench", unit="cell",
         dynamic_ncols=True, disable=not todo,
     )  # fmt: skip
@@ -534,7 +534,7 @@ def run_bench(bench: Bench, plans: Sequence[CellPlan], *, run: bool = True) -> l
         for i in todo:
             plan = plans[i]
             what = "training + evaluating" if plan.config is not None else "evaluating"
-            tqdm.write(
+            ProgressBar.write(
                 f"bench: [{i + 1}/{len(plans)}] {plan.cell.label}, seed {plan.cell.seed}: {what}"
             )
             try:
@@ -542,7 +542,9 @@ def run_bench(bench: Bench, plans: Sequence[CellPlan], *, run: bool = True) -> l
             except Exception as err:  # one broken cell must not stop the table
                 traceback.print_exc()
                 message = f"{type(err).__name__}: {err}"
-                tqdm.write(f"bench: {plan.cell.label}, seed {plan.cell.seed} FAILED: {message}")
+                ProgressBar.write(
+                    f"bench: {plan.cell.label}, seed {plan.cell.seed} FAILED: {message}"
+                )
                 records[i] = {**cell_record(bench, plan, None, [], 0.0), "error": message}
             bar.update(1)
     finally:

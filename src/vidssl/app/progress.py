@@ -1,4 +1,4 @@
-"""Shared CLI helpers: tqdm progress bars and ``--shard K/N`` work splitting."""
+"""Shared CLI helpers: ProgressBar progress bars and ``--shard K/N`` work splitting."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from tqdm import tqdm
+from vidssl.bars import ProgressBar
 
 T = TypeVar("T")
 
@@ -19,9 +19,9 @@ def progress(
     unit: str = "it",
     disable: bool = False,
     **kwargs: Any,
-) -> tqdm:
+) -> ProgressBar:
     """A tqdm bar on stderr showing count, rate (``unit``/s) and time left."""
-    return tqdm(
+    return ProgressBar(
         iterable,
         total=total,
         desc=desc,

@@ -450,13 +450,13 @@ def write_synthetic(out_dir: str | Path, cfg: SyntheticConfig, progress: bool = 
     and ``labels.csv`` (``path,subset,motion,appearance``, paths relative to ``out_dir``).
     Returns ``out_dir``.
     """
-    from tqdm import tqdm
+    from vidssl.bars import ProgressBar
 
     out = Path(out_dir)
     motion, appearance = synthetic_labels(cfg)
     rows = []
     jobs = [(subset, i) for subset in ("train", "test") for i in cfg.subset_ids(subset)]
-    for subset, i in tqdm(jobs, desc="synth", unit="video", disable=not progress):
+    for subset, i in ProgressBar(jobs, desc="synth", unit="video", disable=not progress):
         rel = Path(subset) / cfg.motion_classes[motion[i]] / f"{i:06d}.mp4"
         (out / rel.parent).mkdir(parents=True, exist_ok=True)
         frames = render_frames(cfg, i, int(motion[i]), int(appearance[i]), range(cfg.frames))

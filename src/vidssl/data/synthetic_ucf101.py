@@ -34,7 +34,7 @@ def write_synthetic_ucf101(
     out_dir: str | Path, cfg: SyntheticConfig, progress: bool = True
 ) -> Path:
     """Write every video of ``cfg`` in the UCF101 layout (module docstring); returns ``out_dir``."""
-    from tqdm import tqdm
+    from vidssl.bars import ProgressBar
 
     out = Path(out_dir)
     lists = out / LISTS_DIR
@@ -44,7 +44,7 @@ def write_synthetic_ucf101(
     ranks = [0] * len(classes)
     lines: dict[str, list[str]] = {"train": [], "test": []}
     jobs = [(subset, i) for subset in ("train", "test") for i in cfg.subset_ids(subset)]
-    for subset, i in tqdm(jobs, desc="synth", unit="video", disable=not progress):
+    for subset, i in ProgressBar(jobs, desc="synth", unit="video", disable=not progress):
         m = int(motion[i])
         rel = f"{classes[m]}/{ucf101_name(classes[m], ranks[m])}"
         ranks[m] += 1

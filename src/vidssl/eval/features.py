@@ -24,8 +24,8 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from vidssl.bars import ProgressBar
 from vidssl.models.backbones.base import pooled_features
 
 # batch keys that are never label sets
@@ -134,14 +134,14 @@ def extract_features(
     indices: list[Tensor] = []
     labels: dict[str, list[Tensor]] = {}
     num_videos = len(loader.dataset) if hasattr(loader, "dataset") else None  # type: ignore[arg-type]
-    bar: tqdm | None = None  # made at the first batch, when K (clips per video) is known
+    bar: ProgressBar | None = None  # made at the first batch, when K (clips per video) is known
     try:
         for batch in loader:
             clips = _clips_of(batch)
             b, k = clips.shape[:2]
             if bar is None:
                 total = num_videos * k if num_videos is not None else None
-                bar = tqdm(
+                bar = ProgressBar(
                     total=total, desc=desc, unit="clip", disable=not progress, dynamic_ncols=True
                 )
             x = clips.reshape(b * k, *clips.shape[2:])  # (B, K, C, T, H, W) -> (B*K, C, T, H, W)

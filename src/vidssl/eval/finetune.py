@@ -51,11 +51,11 @@ def multi_clip_scores(
 
     ``model.logits(x)``: (B*K, C, T, H, W) -> (B*K, num_classes).
     """
-    from tqdm.auto import tqdm
+    from vidssl.bars import ProgressBar
 
     model.eval()
     scores, labels = [], []
-    for batch in tqdm(loader, desc="multi-clip test", unit="batch", disable=not progress):
+    for batch in ProgressBar(loader, desc="multi-clip test", unit="batch", disable=not progress):
         clips = batch["clips"]  # (B, K, C, T, H, W)
         b, k = clips.shape[:2]
         x = clips.reshape(b * k, *clips.shape[2:]).to(device)  # -> (B*K, C, T, H, W)

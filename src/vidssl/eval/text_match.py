@@ -19,8 +19,8 @@ from typing import Protocol as TypingProtocol
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
+from vidssl.bars import ProgressBar
 from vidssl.config import ConfigError
 from vidssl.data.datasets import VideoDataset
 from vidssl.eval.linear import topk_accuracy
@@ -88,7 +88,7 @@ def view_probabilities(
     ``zero_shot_logits`` (B*V, K); softmax, then the mean over the V views.
     """
     probs, labels = [], []
-    for batch in tqdm(loader, desc="text matching", unit="batch", disable=not progress):
+    for batch in ProgressBar(loader, desc="text matching", unit="batch", disable=not progress):
         clips = batch["clips"].to(device)
         b, v = clips.shape[:2]
         logits = method.zero_shot_logits(clips.flatten(0, 1))  # (B, V, ...) -> (B*V, K)

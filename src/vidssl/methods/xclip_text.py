@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from vidssl import dist
+from vidssl.bars import ProgressBar
 from vidssl.text import create_text_encoder
 from vidssl.text.class_sets import choose_held_out, resolve_class_names
 from vidssl.text.prompts import TEXT_MODES
@@ -152,7 +152,9 @@ class ClassTextTable(nn.Module):
             chunks = range(0, len(texts), TEXT_CHUNK)
             feats = [
                 encoder(tokens[i : i + TEXT_CHUNK].to(device))
-                for i in tqdm(chunks, desc="class texts", disable=len(chunks) < 4, leave=False)
+                for i in ProgressBar(
+                    chunks, desc="class texts", disable=len(chunks) < 4, leave=False
+                )
             ]
             self.features = torch.cat(feats).float()  # (K, D_text)
         seen = torch.ones(len(texts), dtype=torch.bool, device=device)

@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from vidssl import dist
+from vidssl.bars import ProgressBar
 
 METRICS_NAME = "metrics.jsonl"
 TENSORBOARD_DIR = "tb"
@@ -85,7 +85,7 @@ class RunLogger:
         self, out_dir: str | Path, enabled: bool, total_steps: int, start_step: int = 0
     ) -> None:
         self.enabled = enabled
-        self.bar: tqdm | None = None
+        self.bar: ProgressBar | None = None
         if not enabled:
             return
         from torch.utils.tensorboard import SummaryWriter
@@ -96,7 +96,7 @@ class RunLogger:
         _truncate_metrics(self.metrics_path, start_step)
         purge = start_step if start_step > 0 else None
         self.writer = SummaryWriter(log_dir=str(out / TENSORBOARD_DIR), purge_step=purge)
-        self.bar = tqdm(
+        self.bar = ProgressBar(
             total=total_steps, initial=start_step, desc="pretrain", unit="step", dynamic_ncols=True
         )
 
@@ -128,11 +128,11 @@ class RunLogger:
             f"epoch {record['epoch']}: loss {record['loss']:.4f}, lr {record['lr']:.3g}, "
             f"{record['clips_per_s']:.1f} clips/s, skipped {record['skipped']} corrupt video(s)"
         )
-        tqdm.write(message)
+        ProgressBar.write(message)
 
     def message(self, text: str) -> None:
         if self.enabled:
-            tqdm.write(text)
+            ProgressBar.write(text)
 
     def close(self) -> None:
         if self.enabled:
