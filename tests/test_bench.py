@@ -214,23 +214,25 @@ def test_a_variant_row_trains_its_method_with_its_own_settings(tmp_path: Path) -
     assert plain[1].cell.row == "simclr" and plain[1].spec_sha == plans[1].spec_sha
 
 
-def test_a_later_setting_at_its_old_behaviour_keeps_the_cells_hash(tmp_path: Path) -> None:
-    # `fix_predictor_lr` came after the CPU table's SimSiam cells: off, it is left out of the
-    # spec (the cells still count); on, it decides the numbers and changes the hash
+@pytest.mark.parametrize(
+    "key, old, new", [("fix_predictor_lr", False, True), ("projector_layers", 2, 1)]
+)
+def test_a_later_setting_at_its_old_behaviour_keeps_the_cells_hash(
+    tmp_path: Path, key: str, old: object, new: object
+) -> None:
+    # settings that came after the CPU table's SimSiam cells: at the old behaviour they are
+    # left out of the spec (the cells still count); at another value they decide the numbers
+    # and change the hash
     base = {"method": {"name": "simsiam", "hidden_dim": 16, "out_dim": 8}}
     shas = {}
-    for label, extra in {
-        "absent": {},
-        "off": {"fix_predictor_lr": False},
-        "on": {"fix_predictor_lr": True},
-    }.items():
+    for label, extra in {"absent": {}, "off": {key: old}, "on": {key: new}}.items():
         overrides = {"simsiam": {"method": {**base["method"], **extra}}}
         (tmp_path / label).mkdir()
         path = _tiny(tmp_path / label, methods=["simsiam"], overrides=overrides)
         plans = bench.plan_cells(bench.make_bench(bench.load_preset(path), tmp_path / label / "o"))
         plan = next(p for p in plans if p.cell.row == "simsiam")
         shas[label] = plan.spec_sha
-        assert ("fix_predictor_lr" in json.dumps(plan.spec)) == (label == "on")
+        assert (key in json.dumps(plan.spec)) == (label == "on")
     assert shas["absent"] == shas["off"] != shas["on"]
 
 

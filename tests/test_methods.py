@@ -238,6 +238,24 @@ def test_heads_layout() -> None:
         ProjectionHead(16, 32, 8, num_layers=0)
 
 
+@pytest.mark.parametrize("name", ["byol", "simsiam"])
+def test_a_linear_projector_trains(name: str) -> None:
+    method = make(name, projector_layers=1)
+    kinds = [type(m).__name__ for m in method.projector.net]
+    assert kinds == (["Linear"] if name == "byol" else ["Linear", "BatchNorm1d"])
+    batch = two_views()
+    opt = torch.optim.SGD(trainable(method), lr=0.1, momentum=0.9)
+    losses = []
+    for step in range(20):
+        loss = method.training_step(batch)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        method.on_after_optimizer_step((step + 1) / 20)
+        losses.append(loss.item())
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0] - 0.05, losses
+
+
 def test_bad_batches_and_backbones_are_named() -> None:
     method = make("simclr")
     with pytest.raises(KeyError, match="views"):

@@ -201,8 +201,12 @@ NEUTRAL_SETTINGS: tuple[tuple[str, ...], ...] = (("train", "threads"), ("data", 
 
 # settings added after cells were run, left out of the spec only while they hold the value
 # that reproduces the behaviour from before they existed (any other value is decisive):
-# SimSiam's / BYOL's `fix_predictor_lr` (off: one schedule for every parameter)
-LATER_DEFAULTS: tuple[tuple[tuple[str, ...], Any], ...] = ((("method", "fix_predictor_lr"), False),)
+# SimSiam's / BYOL's `fix_predictor_lr` (off: one schedule for every parameter) and their
+# `projector_layers` (2: the projector they always had)
+LATER_DEFAULTS: tuple[tuple[tuple[str, ...], Any], ...] = (
+    (("method", "fix_predictor_lr"), False),
+    (("method", "projector_layers"), 2),
+)
 
 
 def _section(run: dict[str, Any], parents: Sequence[str]) -> Any:

@@ -15,6 +15,10 @@ projector n -> 4096 -> 128 (CSTP appendix; BYOL uses a 256-d output); predictor
 ``fix_predictor_lr`` (vidssl extension, off by default): the predictor keeps the base learning
 rate while the rest follows the schedule, SimSiam's Table 1d applied to BYOL's predictor
 (a predictor that keeps up with the representation; not in BYOL or CSTP).
+
+``projector_layers`` (vidssl extension; default 2, BYOL's): linear layers of the projector,
+1 for a linear one, so that the online path to the loss is 3 layers instead of 4 (the motion
+ablation found depth between backbone and loss decisive for CVRL at CPU sizes).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class BYOL(Method):
         out_dim: int = 128,
         predictor_hidden_dim: int = 4096,
         fix_predictor_lr: bool = False,
+        projector_layers: int = 2,
     ) -> None:
         super().__init__(backbone)
         self.fix_predictor_lr = fix_predictor_lr
@@ -53,7 +58,9 @@ class BYOL(Method):
         self.base_momentum = base_momentum
         self.final_momentum = final_momentum
         self.momentum = base_momentum  # current tau, set from progress after each step
-        self.projector = ProjectionHead(self.feature_dim, hidden_dim, out_dim, batch_norm=True)
+        self.projector = ProjectionHead(
+            self.feature_dim, hidden_dim, out_dim, num_layers=projector_layers, batch_norm=True
+        )
         self.predictor = PredictorHead(out_dim, predictor_hidden_dim)
         self.target_backbone = frozen_copy(backbone)
         self.target_projector = frozen_copy(self.projector)

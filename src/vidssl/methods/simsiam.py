@@ -14,6 +14,11 @@ SimSiam (Sec. 4.4); predictor 128 -> 512 -> 128 (SimSiam's 512-wide hidden layer
 schedule (SimSiam Sec. 4.2, Table 1d: "h with a constant lr (without decay)", better than the
 decayed baseline; the authors' released command turns it on). Off by default, so that the
 method as CSTP compares it keeps one schedule for every parameter.
+
+``projector_layers`` (vidssl extension; default 2, CSTP's): linear layers of the projector
+(the last one with its BN), 1 for a linear one, so that the path to the loss is 3 layers
+instead of 4 (the motion ablation found depth between backbone and loss decisive for CVRL at
+CPU sizes).
 """
 
 from __future__ import annotations
@@ -39,11 +44,17 @@ class SimSiam(Method):
         out_dim: int = 128,
         predictor_hidden_dim: int = 512,
         fix_predictor_lr: bool = False,
+        projector_layers: int = 2,
     ) -> None:
         super().__init__(backbone)
         self.fix_predictor_lr = fix_predictor_lr
         self.projector = ProjectionHead(
-            self.feature_dim, hidden_dim, out_dim, batch_norm=True, last_batch_norm=True
+            self.feature_dim,
+            hidden_dim,
+            out_dim,
+            num_layers=projector_layers,
+            batch_norm=True,
+            last_batch_norm=True,
         )
         self.predictor = PredictorHead(out_dim, predictor_hidden_dim)
 
