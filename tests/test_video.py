@@ -9,8 +9,10 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 
 from conftest import SHARED_VIDEOS as VIDEOS
+from vidssl.data.synthetic import write_video
 from vidssl.data.video import (
     VideoDecodeError,
     VideoReader,
@@ -263,3 +265,36 @@ def test_quick_probe_without_full_decode() -> None:
     assert quick.duration == pytest.approx(full.duration) and quick.fps == full.fps == 25.0
     # the quick probe cannot see damage past the first frame; the full one does
     assert probe(VIDEOS / "corrupted.mp4", decode=False).frames == 50
+
+
+class _FirstFrames(torch.utils.data.Dataset):
+    """Item i: the first two frames of the file (decoded and converted in a loader worker)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        with VideoReader(self.path) as video:
+            return video.get_frames([0, 1])
+
+
+def test_forked_loader_workers_convert_after_the_parent_did(tmp_path: Path) -> None:
+    # PyAV 18.1.1 keeps its frame converter in a thread-local; with its default thread pool a
+    # forked worker inherited it without the threads and hung in its first conversion
+    path = tmp_path / "clip.mp4"
+    frames = np.random.default_rng(0).integers(0, 255, (4, 96, 128, 3), dtype=np.uint8)
+    write_video(path, frames, fps=10)
+    with VideoReader(path) as video:
+        want = video.get_frames([0, 1])  # the parent converts first
+    loader = torch.utils.data.DataLoader(
+        _FirstFrames(path),
+        batch_size=None,
+        num_workers=1,
+        multiprocessing_context="fork",
+        timeout=60,  # a hung worker fails the test instead of hanging the run
+    )
+    got = list(loader)
+    assert len(got) == 2 and all(np.array_equal(g.numpy(), want) for g in got)

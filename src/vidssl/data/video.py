@@ -47,6 +47,14 @@ _LOOP_SLACK = 64
 # Frame tables kept per process (one small int64 array per file).
 _TABLE_CACHE_SIZE = 1024
 
+# Frames are converted (swscale) on one thread. PyAV >= 17 converts on a pool of threads by
+# default (``threads=0``), and 18.1.1 keeps the converter in a thread-local: a data-loader
+# worker forked from a process that had converted a frame inherits a converter whose threads
+# it does not have, and hangs in its first conversion (seen with 18.1.1, not with 18.1.0;
+# tests/test_video.py). Workers are the parallelism here. PyAV < 17 has no such argument and
+# converts on one thread.
+SCALE_THREADS: dict[str, int] = {"threads": 1} if int(av.__version__.split(".")[0]) >= 17 else {}
+
 
 class VideoDecodeError(RuntimeError):
     """A video (or prepared storage) file cannot be read; ``str()`` names the file and the cause."""
@@ -330,7 +338,9 @@ class VideoReader:
         """One decoded frame -> (H, W, 3) uint8, resized and upright."""
         w, h = self._target_size(frame)
         interp = "AREA" if w * h < frame.width * frame.height else "BILINEAR"
-        arr = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation=interp)
+        arr = frame.to_ndarray(
+            format="rgb24", width=w, height=h, interpolation=interp, **SCALE_THREADS
+        )
         k = _rotation_k(frame.rotation)
         return np.rot90(arr, k) if k else arr
 
