@@ -76,9 +76,12 @@ def test_forward_backward_no_nan(name: str) -> None:
     assert torch.isfinite(method(two_views(seed=2))["loss"])  # forward == training_step
 
 
-@pytest.mark.parametrize("name", CONTRASTIVE)
-def test_loss_falls_on_fixed_batch(name: str) -> None:
-    method = make(name)
+LINEAR_PROJECTOR = [("byol", {"projector_layers": 1}), ("simsiam", {"projector_layers": 1})]
+
+
+@pytest.mark.parametrize("name, kwargs", [(n, {}) for n in CONTRASTIVE] + LINEAR_PROJECTOR)
+def test_loss_falls_on_fixed_batch(name: str, kwargs: dict[str, Any]) -> None:
+    method = make(name, **kwargs)
     if isinstance(method, MoCo):
         # On one fixed batch the queue fills with copies of the positives, so hold it fixed
         # to make the objective stationary (queue mechanics are tested separately).
@@ -239,21 +242,9 @@ def test_heads_layout() -> None:
 
 
 @pytest.mark.parametrize("name", ["byol", "simsiam"])
-def test_a_linear_projector_trains(name: str) -> None:
-    method = make(name, projector_layers=1)
-    kinds = [type(m).__name__ for m in method.projector.net]
+def test_a_linear_projector_is_one_layer(name: str) -> None:
+    kinds = [type(m).__name__ for m in make(name, projector_layers=1).projector.net]
     assert kinds == (["Linear"] if name == "byol" else ["Linear", "BatchNorm1d"])
-    batch = two_views()
-    opt = torch.optim.SGD(trainable(method), lr=0.1, momentum=0.9)
-    losses = []
-    for step in range(20):
-        loss = method.training_step(batch)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        method.on_after_optimizer_step((step + 1) / 20)
-        losses.append(loss.item())
-    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0] - 0.05, losses
 
 
 def test_bad_batches_and_backbones_are_named() -> None:
