@@ -48,6 +48,19 @@ def read_store(path: Path, indices: np.ndarray) -> np.ndarray:
         return centre_crop(store.get_frames(indices), CROP)
 
 
+def random_clips(
+    lengths: list[int], rng: np.random.Generator, n: int = 500
+) -> list[tuple[int, np.ndarray]]:
+    """``n`` random ``CLIP_LEN``-frame clips: (file index, frame indices) over files of
+    ``lengths`` frames."""
+    clips = []
+    for _ in range(n):
+        f = int(rng.integers(len(lengths)))
+        start = int(rng.integers(0, lengths[f] - CLIP_LEN + 1))
+        clips.append((f, np.arange(start, start + CLIP_LEN)))
+    return clips
+
+
 def time_block(
     read: Callable[[Path, np.ndarray], np.ndarray],
     paths: list[Path],
@@ -92,12 +105,7 @@ def main() -> None:
                 f"prepared {len(sources)} videos as {codec}: {time.perf_counter() - t0:.2f} s, {size_mb:.1f} MB"
             )
 
-        lengths = [FrameStore(p).num_frames for p in stores["jpeg"]]
-        clips = []
-        for _ in range(500):
-            f = int(rng.integers(len(sources)))
-            start = int(rng.integers(0, lengths[f] - CLIP_LEN + 1))
-            clips.append((f, np.arange(start, start + CLIP_LEN)))
+        clips = random_clips([FrameStore(p).num_frames for p in stores["jpeg"]], rng)
 
         # same clip from both paths: prepared frames are the raw ones after JPEG
         f, idx = clips[0]

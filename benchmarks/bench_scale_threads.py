@@ -17,7 +17,7 @@ import argparse
 import av
 import numpy as np
 
-from bench_decode import CLIP_LEN, SUBSET, VIDEOS, read_raw, time_block
+from bench_decode import SUBSET, VIDEOS, random_clips, read_raw, time_block
 from vidssl.data import video
 from vidssl.data.video import VideoReader
 
@@ -41,16 +41,11 @@ def main() -> None:
     if missing:
         raise SystemExit(f"missing benchmark videos: {missing}")
 
-    rng = np.random.default_rng(0)
     lengths = []
     for p in paths:
         with VideoReader(p) as reader:
             lengths.append(reader.num_frames)
-    clips = []
-    for _ in range(500):
-        f = int(rng.integers(len(paths)))
-        start = int(rng.integers(0, lengths[f] - CLIP_LEN + 1))
-        clips.append((f, np.arange(start, start + CLIP_LEN)))
+    clips = random_clips(lengths, np.random.default_rng(0))
 
     outputs = []
     for kwargs in SETTINGS.values():

@@ -1,4 +1,5 @@
-"""Shared CLI helpers: ProgressBar progress bars and ``--shard K/N`` work splitting."""
+"""Shared CLI helpers: progress bars (``vidssl.bars.ProgressBar``) and ``--shard K/N`` work
+splitting."""
 
 from __future__ import annotations
 
